@@ -11,14 +11,16 @@ and is split by blame, as h11 does:
   and rejecting it never changes stored state.
 
 Each error carries a ``user_message``: one sentence that tells the person at
-the keyboard what happened and what to do.  The message is written in English
-and translated by the user interface (see :mod:`p2ptchap.i18n`); interfaces
-print it instead of a traceback.
+the keyboard what happened and what to do.  It is an English ``str.format``
+template whose values are kept apart in ``params``, so that the interface
+can translate the template (see :mod:`p2ptchap.i18n`) before filling it in:
+:meth:`P2PTchapError.render`.  Interfaces print it instead of a traceback.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 
 class P2PTchapError(Exception):
@@ -27,10 +29,17 @@ class P2PTchapError(Exception):
     #: The sentence shown to a user; subclasses set a default.
     default_message = "Something went wrong."
 
-    def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
+    def __init__(
+        self, detail: str = "", *, user_message: str | None = None, **params: object
+    ) -> None:
         super().__init__(detail or user_message or self.default_message)
         self.detail = detail
         self.user_message = user_message or self.default_message
+        self.params = params
+
+    def render(self, translate: Callable[[str], str] = str) -> str:
+        """The user message, translated by ``translate`` and then filled in."""
+        return translate(self.user_message).format(**self.params)
 
 
 class LocalError(P2PTchapError):

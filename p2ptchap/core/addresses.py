@@ -1,0 +1,117 @@
+"""Professional e-mail addresses and the domain rules of authorities.
+
+An account is bound to one *normalised* address, so the same person cannot
+hold two accounts by varying case or the spelling of an internationalised
+domain:
+
+* the local part is lower-cased and must be an RFC 5321 dot-atom of ASCII
+  characters (quoted local parts and non-ASCII local parts are refused: no
+  administration issues them, and each is a source of look-alikes);
+* the domain is converted with IDNA 2008 / UTS 46 to its ASCII form
+  (A-labels, lower case); it needs at least two labels of letters, digits
+  and hyphens.
+
+A domain rule is either an exact domain (``interieur.gouv.fr``) or a suffix
+rule (``*.gouv.fr``) that matches every domain strictly below it — not
+``gouv.fr`` itself; list both if both are meant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Final
+
+import idna
+
+from p2ptchap.core.errors import UsageError
+
+MAX_EMAIL_LENGTH: Final = 254
+_LOCAL_PART: Final = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL: Final = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+class InvalidAddress(UsageError):
+    """An e-mail address or domain rule that cannot be normalised."""
+
+    default_message = "This is not a valid professional e-mail address."
+
+
+def normalise_domain(domain: str) -> str:
+    """Return the ASCII, lower-case form of ``domain``; raise :class:`InvalidAddress`."""
+    if not domain or len(domain) > 253 or domain.endswith("."):
+        raise InvalidAddress(f"invalid domain {domain!r}")
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidAddress(f"invalid domain {domain!r}: {exc}") from exc
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or len(ascii_domain) > 253:
+        raise InvalidAddress(f"domain {domain!r} needs at least two labels")
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            raise InvalidAddress(f"invalid label {label!r} in domain {domain!r}")
+    if labels[-1].isdigit():
+        raise InvalidAddress(f"domain {domain!r} looks like an IP address")
+    return ascii_domain
+
+
+def normalise_email(address: str) -> str:
+    """Return the normalised form of ``address``; raise :class:`InvalidAddress`.
+
+    Normalisation is idempotent: a normalised address normalises to itself.
+    """
+    if not isinstance(address, str):
+        raise InvalidAddress("address is not text")
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or len(address) > MAX_EMAIL_LENGTH:
+        raise InvalidAddress(f"{address!r} is not of the form name@domain")
+    local = local.lower()
+    if len(local) > 64 or not _LOCAL_PART.fullmatch(local):
+        raise InvalidAddress(f"invalid local part in {address!r}")
+    normalised = f"{local}@{normalise_domain(domain)}"
+    if len(normalised) > MAX_EMAIL_LENGTH:
+        raise InvalidAddress(f"{address!r} is too long")
+    return normalised
+
+
+def email_domain(normalised: str) -> str:
+    """The domain of an already normalised address."""
+    return normalised.rpartition("@")[2]
+
+
+def display_email(normalised: str) -> str:
+    """The address as people read it: Unicode domain labels (U-labels)."""
+    local, _, domain = normalised.rpartition("@")
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except (idna.IDNAError, UnicodeError):
+        return normalised
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DomainRule:
+    """One agent domain of an authority: exact, or ``*.`` suffix."""
+
+    domain: str
+    subdomains: bool
+
+    @classmethod
+    def parse(cls, text: str) -> DomainRule:
+        """Parse ``example.fr`` or ``*.example.fr``; raise :class:`InvalidAddress`."""
+        text = text.strip()
+        if text.startswith("*."):
+            return cls(normalise_domain(text[2:]), subdomains=True)
+        if "*" in text:
+            raise InvalidAddress(f"a wildcard is only allowed as '*.' prefix: {text!r}")
+        return cls(normalise_domain(text), subdomains=False)
+
+    def matches(self, domain: str) -> bool:
+        """Whether the normalised ``domain`` is covered by this rule."""
+        if self.subdomains:
+            return domain.endswith("." + self.domain)
+        return domain == self.domain
+
+    def __str__(self) -> str:
+        return f"*.{self.domain}" if self.subdomains else self.domain
