@@ -19,6 +19,7 @@ from p2ptchap.core.addresses import display_email, normalise_email
 from p2ptchap.core.authority import Authority, TrustStore, create_trust_file, parse_trust_file
 from p2ptchap.core.codec import Limits, Tag
 from p2ptchap.core.errors import (
+    N_,
     DecodeError,
     NotInitialised,
     StorageError,
@@ -36,13 +37,13 @@ from p2ptchap.core.keys import AccountSecret, AuthoritySecret, DeviceSecret, Exc
 from p2ptchap.store.files import read_file, write_atomic, write_new
 from p2ptchap.store.home import Home
 
-NO_AUTHORITY = "This home folder holds no authority; run 'p2ptchap authority init' first."
-NO_ACCOUNT = "This home folder has no account yet; run 'p2ptchap init' first."
-NO_CERTIFICATE = (
+NO_AUTHORITY = N_("This home folder holds no authority; run 'p2ptchap authority init' first.")
+NO_ACCOUNT = N_("This home folder has no account yet; run 'p2ptchap init' first.")
+NO_CERTIFICATE = N_(
     "This account is not enrolled yet: have the authority issue a certificate, "
     "then run 'p2ptchap enroll CERT'."
 )
-NO_MASTER_KEY = (
+NO_MASTER_KEY = N_(
     "This device does not hold the account master key; manage devices from the "
     "first device of the account."
 )
@@ -251,6 +252,11 @@ def init_account(
 
 def enroll(home: Home, certificate_path: Path, now: int) -> AccountCertificate:
     """Import the account certificate issued for our pending request."""
+    if home.account_certificate.exists():
+        raise UsageError(
+            "already enrolled",
+            user_message="This account is already enrolled; see 'p2ptchap whoami'.",
+        )
     request = identity.parse_request(home.read(home.request, NO_ACCOUNT))
     trust = home.trust_store()
     data = read_file(certificate_path)

@@ -23,6 +23,15 @@ import enum
 from collections.abc import Callable
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for translation where it is defined (gettext's ``N_``).
+
+    It returns the message unchanged: translation happens where the message
+    is shown, by the user interface.
+    """
+    return message
+
+
 class P2PTchapError(Exception):
     """Root of every error p2ptchap raises on purpose."""
 
@@ -103,27 +112,27 @@ class VerificationFailure(enum.Enum):
 
 
 _VERIFICATION_MESSAGES = {
-    VerificationFailure.BAD_SIGNATURE: (
+    VerificationFailure.BAD_SIGNATURE: N_(
         "The signature does not match: the file was altered or signed by another key."
     ),
-    VerificationFailure.UNKNOWN_AUTHORITY: (
+    VerificationFailure.UNKNOWN_AUTHORITY: N_(
         "The certificate was issued by an authority this node does not trust; "
         "import that authority's trust file if it should be trusted."
     ),
-    VerificationFailure.EXPIRED: (
+    VerificationFailure.EXPIRED: N_(
         "The certificate has expired; ask the authority's administrator for a new one."
     ),
-    VerificationFailure.NOT_YET_VALID: (
+    VerificationFailure.NOT_YET_VALID: N_(
         "The certificate is not valid yet; check this computer's date and time."
     ),
-    VerificationFailure.REVOKED: (
+    VerificationFailure.REVOKED: N_(
         "The certificate or device has been revoked and can no longer be used."
     ),
-    VerificationFailure.EXTERNAL_CLAIMS_AGENT: (
+    VerificationFailure.EXTERNAL_CLAIMS_AGENT: N_(
         "The certificate claims agent status for an e-mail domain its authority does not cover."
     ),
-    VerificationFailure.MALFORMED: "The certificate or record is malformed.",
-    VerificationFailure.MISMATCH: ("The certificate does not belong to this account or request."),
+    VerificationFailure.MALFORMED: N_("The certificate or record is malformed."),
+    VerificationFailure.MISMATCH: N_("The certificate does not belong to this account or request."),
 }
 
 

@@ -14,7 +14,7 @@ import errno
 import os
 from pathlib import Path
 
-from p2ptchap.core.errors import StorageError
+from p2ptchap.core.errors import N_, StorageError
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -22,15 +22,15 @@ DIR_MODE = 0o700
 
 def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
     if exc.errno == errno.ENOSPC:
-        message = "The disk is full: {path} could not be written; free some space and retry."
+        message = N_("The disk is full: {path} could not be written; free some space and retry.")
     elif exc.errno in {errno.EACCES, errno.EPERM}:
-        message = "Permission denied on {path}."
+        message = N_("Permission denied on {path}.")
     elif exc.errno == errno.ENOENT:
-        message = "The file {path} does not exist."
+        message = N_("The file {path} does not exist.")
     elif exc.errno == errno.EISDIR:
-        message = "{path} is a folder, not a file."
+        message = N_("{path} is a folder, not a file.")
     else:
-        message = "The file {path} could not be used: {reason}."
+        message = N_("The file {path} could not be used: {reason}.")
     return StorageError(
         f"{action} {path}: {exc}", user_message=message, path=path, reason=exc.strerror
     )

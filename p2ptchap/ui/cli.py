@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TextIO
 from p2ptchap import accounts
 from p2ptchap.core import identity
 from p2ptchap.core.addresses import display_email
-from p2ptchap.core.errors import P2PTchapError, UsageError, VerificationError
+from p2ptchap.core.errors import N_, P2PTchapError, UsageError, VerificationError
 from p2ptchap.i18n import Translator
 from p2ptchap.store.files import read_file
 from p2ptchap.store.home import Home, default_home
@@ -34,6 +34,22 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+
+# Words shown through ctx.tr(value): kinds of account and certificate statuses.
+STATUS_WORDS = (
+    N_("agent"),
+    N_("external"),
+    N_("valid"),
+    N_("pending-enrolment"),
+    N_("bad-signature"),
+    N_("unknown-authority"),
+    N_("expired"),
+    N_("not-yet-valid"),
+    N_("revoked"),
+    N_("external-claims-agent"),
+    N_("malformed"),
+    N_("mismatch"),
+)
 
 
 @dataclasses.dataclass
