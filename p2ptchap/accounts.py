@@ -427,7 +427,7 @@ def revoke_device(
     master = AccountSecret(home.read_secret(home.master_key, passphrase, NO_MASTER_KEY))
     if master.public_key() != account.account_key:
         raise StorageError("master key mismatch", user_message=NO_MASTER_KEY)
-    record = revocation.revoke_device(master, device.device_key, now, reason)
+    record = revocation.revoke_device(master, account.raw, device.device_key, now, reason)
     home.add_revocations([record], trust)
     return device
 

@@ -1,4 +1,4 @@
-"""Professional e-mail addresses and the domain rules of authorities.
+"""Professional e-mail addresses, people's names, and the domain rules of authorities.
 
 An account is bound to one *normalised* address, so the same person cannot
 hold two accounts by varying case or the spelling of an internationalised
@@ -14,12 +14,17 @@ domain:
 A domain rule is either an exact domain (``interieur.gouv.fr``) or a suffix
 rule (``*.gouv.fr``) that matches every domain strictly below it — not
 ``gouv.fr`` itself; list both if both are meant.
+
+Names shown to people (display names, device and authority names) are
+NFC-normalised and refuse invisible and control characters, which could make
+one name look like another.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from typing import Final
 
 import idna
@@ -27,6 +32,10 @@ import idna
 from p2ptchap.core.errors import UsageError
 
 MAX_EMAIL_LENGTH: Final = 254
+MAX_DISPLAY_NAME: Final = 100
+# Cc/Cf: controls and invisible formatting (bidi overrides); Zl/Zp: line
+# and paragraph separators; Cs/Co/Cn: surrogates, private use, unassigned.
+_REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _LOCAL_PART: Final = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LABEL: Final = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -67,6 +76,10 @@ def normalise_email(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or len(address) > MAX_EMAIL_LENGTH:
         raise InvalidAddress(f"{address!r} is not of the form name@domain")
+    # Checked before lower-casing: some non-ASCII characters lower-case to
+    # ASCII (KELVIN SIGN to "k"), which would let look-alikes through.
+    if not local.isascii():
+        raise InvalidAddress(f"non-ASCII local part in {address!r}")
     local = local.lower()
     if len(local) > 64 or not _LOCAL_PART.fullmatch(local):
         raise InvalidAddress(f"invalid local part in {address!r}")
@@ -115,3 +128,26 @@ class DomainRule:
 
     def __str__(self) -> str:
         return f"*.{self.domain}" if self.subdomains else self.domain
+
+
+def normalise_display_name(name: str, max_length: int = MAX_DISPLAY_NAME) -> str:
+    """NFC-normalised, stripped name; raise :class:`UsageError` if unusable.
+
+    Accents are kept.  Control and format characters (including bidirectional
+    overrides, which can make one name look like another) are refused.
+    """
+    if not isinstance(name, str):
+        raise UsageError("name is not text")
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name or len(name) > max_length:
+        raise UsageError(
+            f"name must be 1 to {max_length} characters",
+            user_message="The name must be between 1 and {max_length} characters long.",
+            max_length=max_length,
+        )
+    if any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in name):
+        raise UsageError(
+            "name contains control or invisible characters",
+            user_message="The name contains invisible or control characters.",
+        )
+    return name

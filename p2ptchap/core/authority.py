@@ -18,7 +18,11 @@ from collections.abc import Iterable, Iterator
 from typing import Final
 
 from p2ptchap.core import codec, cose
-from p2ptchap.core.addresses import DomainRule, InvalidAddress, email_domain
+from p2ptchap.core.addresses import (
+    DomainRule,
+    email_domain,
+    normalise_display_name,
+)
 from p2ptchap.core.errors import DecodeError, UsageError, VerificationError, VerificationFailure
 from p2ptchap.core.keys import KEY_SIZE, AuthorityKey, AuthoritySecret
 
@@ -68,12 +72,7 @@ def create_trust_file(
     Raises :class:`UsageError` (or :class:`InvalidAddress`) for an empty or
     overlong name, no domain, or a malformed domain rule.
     """
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise UsageError(
-            "authority name is empty or too long",
-            user_message="The authority needs a name of 1 to 200 characters.",
-        )
+    name = normalise_display_name(name, MAX_NAME_LENGTH)
     rules = tuple(dict.fromkeys(DomainRule.parse(d) for d in domains))
     if not rules or len(rules) > MAX_DOMAINS:
         raise UsageError(
@@ -97,6 +96,8 @@ def parse_trust_file(data: bytes) -> Authority:
         codec.only_keys(body, ("name", "domains", "key", "created"), "trust file")
         key = AuthorityKey(codec.get_bytes(body, "key", "trust file", size=KEY_SIZE))
         name = codec.get_text(body, "name", "trust file", MAX_NAME_LENGTH)
+        if normalise_display_name(name, MAX_NAME_LENGTH) != name:
+            raise DecodeError("trust file: name is not normalised")
         raw_domains = codec.expect_list(codec.field(body, "domains", "trust file"), "domains")
         if not raw_domains or len(raw_domains) > MAX_DOMAINS:
             raise DecodeError("trust file: wrong number of domains")
@@ -109,7 +110,7 @@ def parse_trust_file(data: bytes) -> Authority:
                 raise DecodeError("trust file: domain rule is not normalised")
             rules.append(rule)
         created = codec.get_int(body, "created", "trust file")
-    except (DecodeError, InvalidAddress) as exc:
+    except (DecodeError, UsageError) as exc:
         raise VerificationError(VerificationFailure.MALFORMED, f"trust file: {exc}") from exc
     if message.kid != key.key_id:
         raise VerificationError(VerificationFailure.MISMATCH, "trust file: kid is not the key's")

@@ -8,13 +8,16 @@ Three kinds of record, each a COSE_Sign1 with content type
   address up to a moment (an agent who left; a later re-enrolment, issued
   after that moment, is valid again);
 * ``device`` — an account revokes one of its devices (lost laptop).  The
-  record carries the account's master public key, so anyone can check it
-  without having seen the account before.
+  record carries the account's master public key and its account
+  certificate, so anyone can check it without having seen the account
+  before, and only accounts certified by a trusted authority can add one.
 
 Records are never removed: the set only grows, and merging two sets is their
 union, so the order in which records spread does not matter.  Records whose
 signer is unknown are refused rather than kept, so the set cannot be filled
-with junk by strangers.
+with junk by strangers.  (An enrolled account could still revoke made-up
+device keys of its own; bounding that is the gossip layer's job, which
+counts records per signer.)
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from collections.abc import Iterable, Iterator
 from typing import Final, Literal
 
 from p2ptchap.core import codec, cose
+from p2ptchap.core.account import SERIAL_SIZE, read_account_certificate
 from p2ptchap.core.addresses import InvalidAddress, normalise_email
 from p2ptchap.core.authority import TrustStore
 from p2ptchap.core.errors import DecodeError, VerificationError, VerificationFailure
 from p2ptchap.core.keys import KEY_SIZE, AccountKey, AccountSecret, AuthoritySecret, DeviceKey
 
 REVOCATION_CONTENT_TYPE: Final = "application/p2ptchap-revocation+cbor"
-SERIAL_SIZE: Final = 16
 MAX_REASON_LENGTH: Final = 200
 
 RecordKind = Literal["serial", "email", "device"]
@@ -77,10 +80,18 @@ def revoke_email(secret: AuthoritySecret, email: str, at: int, reason: str = "")
     return cose.sign(body, REVOCATION_CONTENT_TYPE, secret.public_key().key_id, secret)
 
 
-def revoke_device(secret: AccountSecret, device: DeviceKey, at: int, reason: str = "") -> bytes:
-    """An account's record revoking one of its devices."""
+def revoke_device(
+    secret: AccountSecret, certificate: bytes, device: DeviceKey, at: int, reason: str = ""
+) -> bytes:
+    """An account's record revoking one of its devices.
+
+    ``certificate`` is the account certificate of ``secret``'s key; it travels
+    in the record so that any node can check the account is certified.
+    """
     account = secret.public_key()
-    body = _body("device", at, reason, account=bytes(account), device=bytes(device))
+    body = _body(
+        "device", at, reason, account=bytes(account), device=bytes(device), certificate=certificate
+    )
     return cose.sign(body, REVOCATION_CONTENT_TYPE, account.key_id, secret)
 
 
@@ -108,9 +119,10 @@ def parse_revocation(data: bytes, trust: TrustStore) -> Revocation:
                 raise DecodeError("revocation: address is not normalised")
             record = Revocation("email", message.kid, at, reason, email=email, raw=data)
         elif kind == "device":
-            codec.only_keys(body, (*common, "account", "device"), "revocation")
+            codec.only_keys(body, (*common, "account", "device", "certificate"), "revocation")
             account = AccountKey(codec.get_bytes(body, "account", "revocation", size=KEY_SIZE))
             device = DeviceKey(codec.get_bytes(body, "device", "revocation", size=KEY_SIZE))
+            certificate = codec.get_bytes(body, "certificate", "revocation")
             record = Revocation(
                 "device", message.kid, at, reason, account=account, device=device, raw=data
             )
@@ -122,6 +134,11 @@ def parse_revocation(data: bytes, trust: TrustStore) -> Revocation:
         if message.kid != record.account.key_id:
             raise VerificationError(VerificationFailure.MISMATCH, "revocation: kid mismatch")
         message.verify(record.account)
+        # The account must be certified by an authority we trust — at any
+        # time: an account whose certificate has expired may still revoke
+        # its devices, and that must stay possible.
+        if read_account_certificate(certificate, trust).account_key != record.account:
+            raise VerificationError(VerificationFailure.MISMATCH, "revocation: certificate")
     else:
         message.verify(trust.get(message.kid).key)
     return record

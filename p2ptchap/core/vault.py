@@ -20,6 +20,7 @@ make us allocate gigabytes.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from typing import Final
 
 import nacl.bindings
@@ -69,10 +70,11 @@ def _header(cost: KdfCost, salt: bytes, nonce: bytes) -> dict[codec.Key, codec.V
 
 
 def _derive(passphrase: str, salt: bytes, cost: KdfCost) -> bytes:
+    # NFC, so that "é" typed as one character or as e + combining accent
+    # (keyboards and terminals differ) is the same passphrase.
+    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
     return bytes(
-        nacl.pwhash.argon2id.kdf(
-            KEY_SIZE, passphrase.encode("utf-8"), salt, opslimit=cost.ops, memlimit=cost.mem
-        )
+        nacl.pwhash.argon2id.kdf(KEY_SIZE, secret, salt, opslimit=cost.ops, memlimit=cost.mem)
     )
 
 

@@ -37,11 +37,24 @@ def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
-    try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _storage_error("create folder", path, exc) from exc
+    """Create ``path`` and any missing parents, each with mode 0700; return it.
+
+    Folders that already exist keep their mode.
+    """
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error("create folder", folder, exc) from exc
+    if not path.is_dir():
+        raise StorageError(
+            f"{path} is not a folder", user_message="{path} is a file, not a folder.", path=path
+        )
     return path
 
 

@@ -102,6 +102,8 @@ def test_display_name_keeps_accents() -> None:
         "Al\x9bice",
         "Al\ue000ice",  # private use
         "Al\U000e0001ice",  # LANGUAGE TAG
+        "Al\u2028ice",  # LINE SEPARATOR
+        "Al\u2029ice",  # PARAGRAPH SEPARATOR
     ],
 )
 def test_display_name_rejects_control_and_format_characters(name: str) -> None:
@@ -706,7 +708,9 @@ def test_device_of_another_account(org: Org) -> None:
 def test_revoked_device(org: Org, rng: Rng) -> None:
     member = org.member("a@x.gouv.fr")
     _, second = member.add_device("phone", rng)
-    record = revoke_device(member.secret, member.device_secret.public_key(), NOW + 5)
+    record = revoke_device(
+        member.secret, member.certificate, member.device_secret.public_key(), NOW + 5
+    )
     revoked = revocations(org, record)
     with failure(F.REVOKED):
         verify_device_certificate(member.device, member.account, revoked)
@@ -720,7 +724,9 @@ def test_revoked_device(org: Org, rng: Rng) -> None:
 def test_device_revoked_by_another_account_is_not_revoked(org: Org) -> None:
     alice = org.member("alice@x.gouv.fr")
     mallory = org.member("mallory@x.gouv.fr")
-    record = revoke_device(mallory.secret, alice.device_secret.public_key(), NOW)
+    record = revoke_device(
+        mallory.secret, mallory.certificate, alice.device_secret.public_key(), NOW
+    )
     revoked = revocations(org, record)
     assert verify_device_certificate(alice.device, alice.account, revoked)
 
@@ -849,3 +855,20 @@ def test_authority_dataclass_is_frozen(org: Org) -> None:
     with pytest.raises(AttributeError):
         org.authority.name = "x"  # type: ignore[misc]
     assert isinstance(org.authority, Authority)
+
+
+def test_authority_names_follow_the_display_name_rules(rng: Rng) -> None:
+    with pytest.raises(UsageError):
+        create_trust_file(AuthoritySecret.generate(rng), "Pr\u202eéfecture", ["x.fr"], NOW)
+    secret = AuthoritySecret.generate(rng)
+    payload = codec.encode(
+        {
+            "name": "Pr\u202eéfecture",
+            "domains": ["x.fr"],
+            "key": bytes(secret.public_key()),
+            "created": NOW,
+        }
+    )
+    forged = cose.sign(payload, TRUST_CONTENT_TYPE, secret.public_key().key_id, secret)
+    with failure(F.MALFORMED):
+        parse_trust_file(forged)

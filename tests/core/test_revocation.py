@@ -28,7 +28,7 @@ from p2ptchap.core.revocation import (
     revoke_email,
     revoke_serial,
 )
-from tests.conftest import NOW, Org, assert_every_flip_rejected, make_org, make_rng
+from tests.conftest import DAY, NOW, Org, assert_every_flip_rejected, make_org, make_rng
 
 F = VerificationFailure
 SERIAL = bytes(range(16))
@@ -85,15 +85,40 @@ def test_email_record_is_normalised(org: Org) -> None:
     assert record.signer_id == org.authority.key_id
 
 
-def test_device_record(rng: Rng) -> None:
-    account = AccountSecret.generate(rng)
+def test_device_record(org: Org, rng: Rng) -> None:
+    member = org.member("a@x.gouv.fr")
+    account = member.secret
     device = DeviceSecret.generate(rng).public_key()
-    # Device records need no trusted authority: they carry the account key.
-    record = parse_revocation(revoke_device(account, device, NOW, "stolen"), TrustStore())
+    data = revoke_device(account, member.certificate, device, NOW, "stolen")
+    record = parse_revocation(data, org.trust)
     assert record.kind == "device"
     assert record.account == account.public_key()
     assert record.device == device
     assert record.signer_id == account.public_key().key_id
+    # The record carries the account's certificate: a node that does not
+    # trust its authority refuses it, so strangers cannot fill the set.
+    with failure(F.UNKNOWN_AUTHORITY):
+        parse_revocation(data, TrustStore())
+
+
+def test_device_record_of_an_uncertified_account_is_refused(org: Org, rng: Rng) -> None:
+    member = org.member("a@x.gouv.fr")
+    stranger = AccountSecret.generate(rng)
+    device = DeviceSecret.generate(rng).public_key()
+    # Signed by a key that is not the one the borrowed certificate names.
+    with failure(F.MISMATCH):
+        parse_revocation(revoke_device(stranger, member.certificate, device, NOW), org.trust)
+    revocations = RevocationSet()
+    with failure(F.MISMATCH):
+        revocations.add(revoke_device(stranger, member.certificate, device, NOW), org.trust)
+    assert len(revocations) == 0
+
+
+def test_device_record_from_an_expired_account_still_counts(org: Org, rng: Rng) -> None:
+    member = org.member("a@x.gouv.fr", days=1)
+    device = member.device_secret.public_key()
+    record = revoke_device(member.secret, member.certificate, device, NOW + 400 * DAY)
+    assert parse_revocation(record, org.trust).device == device
 
 
 def test_long_reason_is_truncated(org: Org) -> None:
@@ -119,8 +144,9 @@ def test_authority_record_signed_by_another_key_with_the_trusted_kid(org: Org, r
         parse_revocation(data, org.trust)
 
 
-def test_device_record_signed_by_another_account(rng: Rng) -> None:
-    account = AccountSecret.generate(rng).public_key()
+def test_device_record_signed_by_another_account(org: Org, rng: Rng) -> None:
+    member = org.member("a@x.gouv.fr")
+    account = member.secret.public_key()
     other = AccountSecret.generate(rng)
     device = DeviceSecret.generate(rng).public_key()
     body = codec.encode(
@@ -130,14 +156,15 @@ def test_device_record_signed_by_another_account(rng: Rng) -> None:
             "reason": "",
             "account": bytes(account),
             "device": bytes(device),
+            "certificate": member.certificate,
         }
     )
     forged = cose.sign(body, REVOCATION_CONTENT_TYPE, account.key_id, other)
     with failure(F.BAD_SIGNATURE):
-        parse_revocation(forged, TrustStore())
+        parse_revocation(forged, org.trust)
     wrong_kid = cose.sign(body, REVOCATION_CONTENT_TYPE, other.public_key().key_id, other)
     with failure(F.MISMATCH):
-        parse_revocation(wrong_kid, TrustStore())
+        parse_revocation(wrong_kid, org.trust)
 
 
 @pytest.mark.parametrize(
@@ -176,8 +203,9 @@ def test_tamper(org: Org, rng: Rng, kind: str) -> None:
     elif kind == "email":
         data = revoke_email(org.secret, "a@x.gouv.fr", NOW, "left")
     else:
+        member = org.member("a@x.gouv.fr")
         data = revoke_device(
-            AccountSecret.generate(rng), DeviceSecret.generate(rng).public_key(), NOW, "lost"
+            member.secret, member.certificate, DeviceSecret.generate(rng).public_key(), NOW, "lost"
         )
     assert_every_flip_rejected(data, lambda d: parse_revocation(d, org.trust), (VerificationError,))
 
@@ -195,7 +223,8 @@ def test_add_is_idempotent(org: Org) -> None:
 
 
 def test_set_is_grow_only_and_answers_lookups(org: Org, rng: Rng) -> None:
-    account = AccountSecret.generate(rng)
+    member = org.member("d@x.gouv.fr")
+    account = member.secret
     device = DeviceSecret.generate(rng).public_key()
     revocations = RevocationSet()
     issuer = org.authority.key_id
@@ -204,7 +233,7 @@ def test_set_is_grow_only_and_answers_lookups(org: Org, rng: Rng) -> None:
     assert revocations.account_revoked(issuer, SERIAL, "z@x.gouv.fr", NOW)
     ids_before = {r.record_id for r in revocations}
     revocations.add(revoke_email(org.secret, "a@x.gouv.fr", NOW + 10), org.trust)
-    revocations.add(revoke_device(account, device, NOW), org.trust)
+    revocations.add(revoke_device(account, member.certificate, device, NOW), org.trust)
     assert len(revocations) == 3
     # Nothing known before was lost.
     assert ids_before < {r.record_id for r in revocations}
@@ -258,7 +287,8 @@ _RNG = make_rng(99)
 _ORG = make_org(_RNG)
 _SECOND = make_org(_RNG, "Second", ["*.gouv.fr"])
 _TRUST = TrustStore([_ORG.authority, _SECOND.authority])
-_ACCOUNT = AccountSecret.generate(_RNG)
+_MEMBER = _ORG.member("d@x.gouv.fr")
+_ACCOUNT = _MEMBER.secret
 _DEVICES = [DeviceSecret.generate(_RNG).public_key() for _ in range(2)]
 _ISSUERS = (_ORG.authority.key_id, _SECOND.authority.key_id)
 _PAIRS = tuple((_ACCOUNT.public_key(), device) for device in _DEVICES)
@@ -269,8 +299,8 @@ _RECORDS = [
     revoke_email(_ORG.secret, "a@x.gouv.fr", NOW + 50),
     revoke_email(_SECOND.secret, "a@x.gouv.fr", NOW + 10),
     revoke_email(_ORG.secret, "b@x.gouv.fr", NOW + 5),
-    revoke_device(_ACCOUNT, _DEVICES[0], NOW),
-    revoke_device(_ACCOUNT, _DEVICES[1], NOW + 1),
+    revoke_device(_ACCOUNT, _MEMBER.certificate, _DEVICES[0], NOW),
+    revoke_device(_ACCOUNT, _MEMBER.certificate, _DEVICES[1], NOW + 1),
 ]
 
 

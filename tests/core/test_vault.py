@@ -121,3 +121,9 @@ def test_tamper(rng: Rng) -> None:
     assert_every_flip_rejected(
         box, lambda b: vault.open_sealed(b, PASSPHRASE), (WrongPassphrase, DecodeError)
     )
+
+
+def test_passphrase_is_compared_after_nfc_normalisation(rng: Rng) -> None:
+    composed, decomposed = "caf\u00e9 crise", "cafe\u0301 crise"
+    box = vault.seal(b"secret", composed, rng, vault.MINIMUM)
+    assert vault.open_sealed(box, decomposed) == b"secret"

@@ -70,13 +70,6 @@ def test_ensure_dir(tmp_path: Path) -> None:
     assert ensure_dir(folder) == folder  # existing: fine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: ensure_dir documents 'path (and parents) with mode 0700' but "
-        "Path.mkdir(parents=True) creates missing parents with the default mode (0755)"
-    ),
-)
 def test_ensure_dir_parents_are_owner_only(tmp_path: Path) -> None:
     ensure_dir(tmp_path / "a" / "b" / "c")
     assert mode(tmp_path / "a") == 0o700
