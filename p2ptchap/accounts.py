@@ -14,7 +14,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from p2ptchap.core import codec, cose, identity, revocation, vault
+from p2ptchap.core import codec, identity, revocation, vault
 from p2ptchap.core.addresses import display_email, normalise_email
 from p2ptchap.core.authority import Authority, TrustStore, create_trust_file, parse_trust_file
 from p2ptchap.core.codec import Limits, Tag
@@ -285,22 +285,7 @@ def load_account(
             trust,
             revocations,
         )
-    # Status displays still want to show who we are when the certificate
-    # has expired or been revoked: verify at its own issue time, without
-    # revocations, and let the caller report the real status separately.
-    issued = identity.verify_account_certificate(
-        data, trust, revocation.RevocationSet(), _issued_at(data), clock_skew=0
-    )
-    return issued, trust, revocations
-
-
-def _issued_at(data: bytes) -> int:
-    try:
-        message = cose.parse(data, identity.ACCOUNT_CONTENT_TYPE)
-        claims = codec.expect_map(codec.decode(message.payload, cose.SIGN1_LIMITS), "claims")
-        return codec.get_int(claims, identity.CLAIM_NBF, "claims")
-    except DecodeError as exc:
-        raise VerificationError(VerificationFailure.MALFORMED, str(exc)) from exc
+    return identity.read_account_certificate(data, trust), trust, revocations
 
 
 def _account_devices(home: Home, account: AccountCertificate) -> list[DeviceCertificate]:
