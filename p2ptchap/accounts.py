@@ -34,7 +34,7 @@ from p2ptchap.core.identity import (
     Kind,
 )
 from p2ptchap.core.keys import AccountSecret, AuthoritySecret, DeviceSecret, ExchangeSecret, Rng
-from p2ptchap.store.files import read_file, write_atomic, write_new
+from p2ptchap.store.files import read_file, remove_file, write_atomic, write_new
 from p2ptchap.store.home import Home
 
 NO_AUTHORITY = N_("This home folder holds no authority; run 'p2ptchap authority init' first.")
@@ -264,7 +264,7 @@ def enroll(home: Home, certificate_path: Path, now: int) -> AccountCertificate:
     if certificate.account_key != request.account_key or certificate.email != request.email:
         raise VerificationError(VerificationFailure.MISMATCH, "certificate is for another request")
     home.write(home.account_certificate, data)
-    home.request.unlink()
+    remove_file(home.request)
     return certificate
 
 

@@ -106,7 +106,7 @@ def parse_request(data: bytes) -> EnrollmentRequest:
         if normalise_display_name(name) != name:
             raise DecodeError("request: name is not normalised")
         key = AccountKey(codec.get_bytes(body, "key", "request", size=KEY_SIZE))
-        created = codec.get_int(body, "created", "request")
+        created = codec.get_time(body, "created", "request")
     except (DecodeError, UsageError) as exc:
         raise as_malformed(exc, "request") from exc
     if message.kid != key.key_id:
@@ -252,15 +252,20 @@ def read_account_certificate(data: bytes, trust: TrustStore) -> AccountCertifica
             account_key=_parse_cnf(claims),
             issuer=authority,
             serial=codec.get_bytes(claims, CLAIM_CTI, what, size=SERIAL_SIZE),
-            issued_at=codec.get_int(claims, CLAIM_IAT, what),
-            not_before=codec.get_int(claims, CLAIM_NBF, what),
-            expires=codec.get_int(claims, CLAIM_EXP, what),
+            issued_at=codec.get_time(claims, CLAIM_IAT, what),
+            not_before=codec.get_time(claims, CLAIM_NBF, what),
+            expires=codec.get_time(claims, CLAIM_EXP, what),
             raw=data,
         )
         if codec.get_text(claims, CLAIM_ISS, what) != issuer_name(authority):
             raise DecodeError("iss does not name the signing authority")
     except (DecodeError, UsageError, ValueError) as exc:
         raise as_malformed(exc, what) from exc
+    owner = trust.owner_of(email)
+    if owner is not None and owner.key != authority.key:
+        raise VerificationError(
+            VerificationFailure.FOREIGN_DOMAIN, f"{email} belongs to {owner.name}"
+        )
     if certificate.kind is Kind.AGENT and not authority.covers(email):
         raise VerificationError(VerificationFailure.EXTERNAL_CLAIMS_AGENT, email)
     return certificate

@@ -126,6 +126,20 @@ class DomainRule:
             return domain.endswith("." + self.domain)
         return domain == self.domain
 
+    def overlaps(self, other: DomainRule) -> bool:
+        """Whether some domain is matched by both rules."""
+        if self.subdomains and other.subdomains:
+            return (
+                self.domain == other.domain
+                or self.domain.endswith("." + other.domain)
+                or other.domain.endswith("." + self.domain)
+            )
+        if self.subdomains:
+            return self.matches(other.domain)
+        if other.subdomains:
+            return other.matches(self.domain)
+        return self.domain == other.domain
+
     def __str__(self) -> str:
         return f"*.{self.domain}" if self.subdomains else self.domain
 

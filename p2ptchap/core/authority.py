@@ -109,7 +109,7 @@ def parse_trust_file(data: bytes) -> Authority:
             if str(rule) != raw:
                 raise DecodeError("trust file: domain rule is not normalised")
             rules.append(rule)
-        created = codec.get_int(body, "created", "trust file")
+        created = codec.get_time(body, "created", "trust file")
     except (DecodeError, UsageError) as exc:
         raise VerificationError(VerificationFailure.MALFORMED, f"trust file: {exc}") from exc
     if message.kid != key.key_id:
@@ -118,8 +118,18 @@ def parse_trust_file(data: bytes) -> Authority:
     return Authority(name, tuple(rules), key, created)
 
 
+class TrustConflict(UsageError):
+    """Two trusted authorities claim the same e-mail domain."""
+
+
 class TrustStore:
-    """The authorities a node trusts, by key id."""
+    """The authorities a node trusts, by key id.
+
+    Each e-mail domain belongs to at most one trusted authority: only that
+    authority may certify addresses of the domain, as agents or externals,
+    so no other administration can issue a certificate in the name of one
+    of its people.
+    """
 
     def __init__(self, authorities: Iterable[Authority] = ()) -> None:
         self._by_id: dict[bytes, Authority] = {}
@@ -127,7 +137,31 @@ class TrustStore:
             self.add(authority)
 
     def add(self, authority: Authority) -> None:
+        """Trust ``authority``; raise :class:`TrustConflict` if its domains overlap another's."""
+        for other in self._by_id.values():
+            if other.key == authority.key:
+                continue
+            for rule in authority.domains:
+                for theirs in other.domains:
+                    if rule.overlaps(theirs):
+                        raise TrustConflict(
+                            f"{rule} overlaps {theirs}",
+                            user_message=(
+                                "The authorities '{first}' and '{second}' both claim "
+                                "{domain}; a node can trust only one authority per domain."
+                            ),
+                            first=other.name,
+                            second=authority.name,
+                            domain=str(rule),
+                        )
         self._by_id[authority.key_id] = authority
+
+    def owner_of(self, normalised_email: str) -> Authority | None:
+        """The trusted authority whose domains cover the address, if any."""
+        for authority in self._by_id.values():
+            if authority.covers(normalised_email):
+                return authority
+        return None
 
     def get(self, key_id: bytes) -> Authority:
         """The authority with this key id; raise ``VerificationError(UNKNOWN_AUTHORITY)``."""

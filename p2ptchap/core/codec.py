@@ -252,6 +252,11 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
         raise DecodeError("empty input")
 
     # cbor2 6 calls the hook as hook(tag, immutable).
+    # Count items and nesting from the heads alone before cbor2 builds
+    # anything: otherwise a megabyte of empty maps becomes a million dicts
+    # (hundreds of megabytes) before the limits below could refuse it.
+    _scan_heads(data, limits)
+
     def tag_hook(tag: cbor2.CBORTag, _immutable: bool = False) -> Tag:
         if tag.tag not in limits.tags:
             raise DecodeError(f"tag {tag.tag} not allowed")
@@ -279,6 +284,52 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
     if encode(value) != data:
         raise DecodeError("not the deterministic encoding of its value")
     return value
+
+
+def _scan_heads(data: bytes, limits: Limits) -> None:  # noqa: PLR0912 - one flat loop
+    """Walk the heads of one data item; raise :class:`DecodeError` past the limits.
+
+    Checks only what bounds the work of building the value: the number of
+    items, the nesting, definite lengths, and that every length fits in the
+    input.  Each step consumes at least one byte, so the walk is linear.
+    """
+    size = len(data)
+    position = 0
+    items = 0
+    pending = [1]  # items still expected at each open level
+    while pending:
+        if pending[-1] == 0:
+            pending.pop()
+            continue
+        pending[-1] -= 1
+        if position >= size:
+            raise DecodeError("truncated input")
+        initial = data[position]
+        position += 1
+        major, info = initial >> 5, initial & 0x1F
+        if info < 24:
+            argument = info
+        elif info <= 27:
+            width = 1 << (info - 24)
+            if position + width > size:
+                raise DecodeError("truncated head")
+            argument = int.from_bytes(data[position : position + width], "big")
+            position += width
+        else:
+            raise DecodeError("indefinite length or reserved head")
+        items += 1
+        if items > limits.max_items:
+            raise DecodeError(f"more than {limits.max_items} items")
+        if major in (2, 3):
+            position += argument
+            if position > size:
+                raise DecodeError("truncated string")
+        elif major in (4, 5, 6):
+            pending.append(argument * 2 if major == 5 else (argument if major == 4 else 1))
+            if len(pending) - 1 > limits.max_depth:
+                raise DecodeError(f"nested deeper than {limits.max_depth}")
+    if position != size:
+        raise DecodeError("trailing bytes after the data item")
 
 
 # --- typed access helpers --------------------------------------------------
@@ -340,6 +391,15 @@ def get_int(
     if not minimum <= value <= maximum:
         raise DecodeError(f"{what}: field {key!r} is out of range")
     return value
+
+
+#: The last second of year 9999: times beyond it cannot be shown as dates.
+MAX_TIMESTAMP: Final = 253_402_300_799
+
+
+def get_time(mapping: dict[Key, Value], key: Key, what: str) -> int:
+    """Return the timestamp (seconds since 1970, UTC) at ``key``, up to year 9999."""
+    return get_int(mapping, key, what, minimum=0, maximum=MAX_TIMESTAMP)
 
 
 def only_keys(mapping: dict[Key, Value], allowed: Iterable[Key], what: str) -> None:

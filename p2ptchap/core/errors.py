@@ -107,6 +107,7 @@ class VerificationFailure(enum.Enum):
     NOT_YET_VALID = "not-yet-valid"
     REVOKED = "revoked"
     EXTERNAL_CLAIMS_AGENT = "external-claims-agent"
+    FOREIGN_DOMAIN = "foreign-domain"
     MALFORMED = "malformed"
     MISMATCH = "mismatch"
 
@@ -130,6 +131,9 @@ _VERIFICATION_MESSAGES = {
     ),
     VerificationFailure.EXTERNAL_CLAIMS_AGENT: N_(
         "The certificate claims agent status for an e-mail domain its authority does not cover."
+    ),
+    VerificationFailure.FOREIGN_DOMAIN: N_(
+        "The certificate is for an address of a domain that belongs to another authority."
     ),
     VerificationFailure.MALFORMED: N_("The certificate or record is malformed."),
     VerificationFailure.MISMATCH: N_("The certificate does not belong to this account or request."),

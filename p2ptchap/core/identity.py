@@ -149,7 +149,7 @@ def parse_device_certificate(data: bytes) -> DeviceCertificate:
             device_key=DeviceKey(codec.get_bytes(body, "device", what, size=KEY_SIZE)),
             exchange_key=ExchangeKey(codec.get_bytes(body, "exchange", what, size=KEY_SIZE)),
             name=name,
-            created=codec.get_int(body, "created", what),
+            created=codec.get_time(body, "created", what),
             raw=data,
         )
     except (DecodeError, UsageError) as exc:

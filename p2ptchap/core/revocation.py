@@ -105,7 +105,7 @@ def parse_revocation(data: bytes, trust: TrustStore) -> Revocation:
         message = cose.parse(data, REVOCATION_CONTENT_TYPE)
         body = codec.expect_map(codec.decode(message.payload, cose.SIGN1_LIMITS), "revocation")
         kind = codec.get_text(body, "kind", "revocation")
-        at = codec.get_int(body, "at", "revocation")
+        at = codec.get_time(body, "at", "revocation")
         reason = codec.get_text(body, "reason", "revocation", MAX_REASON_LENGTH)
         common = ("kind", "at", "reason")
         if kind == "serial":

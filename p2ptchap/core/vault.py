@@ -35,6 +35,7 @@ from p2ptchap.core.keys import Rng
 SALT_SIZE: Final = nacl.pwhash.argon2id.SALTBYTES
 NONCE_SIZE: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 KEY_SIZE: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+TAG_SIZE: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
 _MAX_MEMLIMIT: Final = 1 << 30
 _MAX_OPSLIMIT: Final = 16
 _LIMITS: Final = Limits(max_bytes=1 << 20, max_items=32, max_depth=2)
@@ -72,7 +73,15 @@ def _header(cost: KdfCost, salt: bytes, nonce: bytes) -> dict[codec.Key, codec.V
 def _derive(passphrase: str, salt: bytes, cost: KdfCost) -> bytes:
     # NFC, so that "é" typed as one character or as e + combining accent
     # (keyboards and terminals differ) is the same passphrase.
-    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    try:
+        secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    except UnicodeEncodeError:
+        # A passphrase read from an environment in another encoding arrives
+        # with undecodable bytes escaped as lone surrogates.
+        raise UsageError(
+            "passphrase is not valid text",
+            user_message="The passphrase contains characters that are not valid text.",
+        ) from None
     return bytes(
         nacl.pwhash.argon2id.kdf(KEY_SIZE, secret, salt, opslimit=cost.ops, memlimit=cost.mem)
     )
@@ -110,6 +119,8 @@ def open_sealed(box: bytes, passphrase: str) -> bytes:
     salt = codec.get_bytes(body, "salt", "sealed box", size=SALT_SIZE)
     nonce = codec.get_bytes(body, "nonce", "sealed box", size=NONCE_SIZE)
     ciphertext = codec.get_bytes(body, "ct", "sealed box")
+    if len(ciphertext) < TAG_SIZE:
+        raise DecodeError("sealed box: ciphertext shorter than its tag")
     key = _derive(passphrase, salt, cost)
     try:
         return bytes(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
+import stat
 from pathlib import Path
 
 from p2ptchap.core.errors import N_, StorageError
@@ -61,10 +63,13 @@ def ensure_dir(path: Path) -> Path:
 def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace ``path`` with ``data`` atomically, with permissions ``mode``."""
     ensure_dir(path.parent)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # An unpredictable name created exclusively: nobody can have prepared
+    # it (with looser permissions, or as a link) in a shared folder.
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         try:
+            os.fchmod(fd, mode)  # the umask may have narrowed it; never widened
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
@@ -82,6 +87,35 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise _storage_error("write", path, exc) from exc
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a folder that another user owns or may write into.
+
+    A home folder others can write to would let them plant a trust file or
+    replace a key file; better to stop with a clear sentence.
+    """
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise _storage_error("inspect", path, exc) from exc
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StorageError(
+            f"{path} is not private (uid {info.st_uid}, mode {oct(info.st_mode)})",
+            user_message=(
+                "The folder {path} can be written by other users; "
+                "use a folder of your own (chmod 700)."
+            ),
+            path=path,
+        )
+
+
+def remove_file(path: Path) -> None:
+    """Delete ``path`` if it exists; raise :class:`StorageError` if that fails."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _storage_error("remove", path, exc) from exc
 
 
 def write_new(path: Path, data: bytes, mode: int = FILE_MODE) -> None:

@@ -32,7 +32,7 @@ from p2ptchap.core.codec import Limits
 from p2ptchap.core.errors import DecodeError, NotInitialised, StorageError, VerificationError
 from p2ptchap.core.keys import Rng
 from p2ptchap.core.revocation import RevocationSet
-from p2ptchap.store.files import ensure_dir, read_file, write_atomic
+from p2ptchap.store.files import check_private_dir, ensure_dir, read_file, write_atomic
 
 _REVOCATIONS_LIMITS: Final = Limits(max_bytes=64 << 20, max_items=1 << 20, max_depth=2)
 
@@ -111,8 +111,9 @@ class Home:
     # --- generic -----------------------------------------------------------
 
     def create(self) -> None:
-        """Create the home folder itself (mode 0700)."""
+        """Create the home folder (mode 0700), or check an existing one is private."""
         ensure_dir(self.root)
+        check_private_dir(self.root)
 
     def read(self, path: Path, missing: str) -> bytes:
         """Read ``path``; if it does not exist raise :class:`NotInitialised` saying ``missing``."""

@@ -47,6 +47,7 @@ STATUS_WORDS = (
     N_("not-yet-valid"),
     N_("revoked"),
     N_("external-claims-agent"),
+    N_("foreign-domain"),
     N_("malformed"),
     N_("mismatch"),
 )

@@ -163,6 +163,16 @@ def test_limits_are_enforced() -> None:
         decode(encode(nested), Limits(max_depth=4))  # type: ignore[arg-type]
 
 
+def test_item_bomb_is_refused_from_the_heads() -> None:
+    # A million empty maps in one array: refused by counting heads, before
+    # any of them is built.
+    bomb = b"\x9a\x00\x10\x00\x00" + b"\xa0" * (1 << 20)
+    with pytest.raises(DecodeError, match="items"):
+        decode(bomb, Limits(max_bytes=2 << 20))
+    with pytest.raises(DecodeError, match="truncated"):
+        decode(b"\x9b" + b"\xff" * 8, LIMITS)  # an array claiming 2**64 - 1 items
+
+
 def test_deep_nesting_bomb_is_a_decode_error() -> None:
     with pytest.raises(DecodeError):
         decode(b"\x81" * 100_000 + b"\x00", Limits(max_bytes=1 << 20))

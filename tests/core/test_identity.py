@@ -12,6 +12,7 @@ from p2ptchap.core.addresses import DomainRule, InvalidAddress
 from p2ptchap.core.authority import (
     TRUST_CONTENT_TYPE,
     Authority,
+    TrustConflict,
     TrustStore,
     create_trust_file,
     parse_trust_file,
@@ -556,13 +557,63 @@ def test_revoked_by_email_up_to_the_revocation_time(org: Org) -> None:
 
 
 def test_email_revocation_of_another_authority_does_not_apply(org: Org, rng: Rng) -> None:
-    second = make_org(rng, "Autre", ["*.gouv.fr"])
+    second = make_org(rng, "Autre", ["justice.fr"])
     member = org.member("a@x.gouv.fr")
     trust = TrustStore([org.authority, second.authority])
     revoked = RevocationSet()
     assert revoked.add(revoke_email(second.secret, "a@x.gouv.fr", NOW + 10), trust)
     assert revoked.add(revoke_serial(second.secret, member.account.serial, NOW + 10), trust)
     assert verify_account_certificate(member.certificate, trust, revoked, NOW + 20)
+
+
+def test_only_the_domain_owner_may_certify_its_addresses(org: Org, rng: Rng) -> None:
+    # A second, federated authority certifies an "external" with an address
+    # of the first authority's domain: a node trusting both refuses it,
+    # whatever the kind, so no administration can speak for another's people.
+    second = make_org(rng, "Croix-Rouge", ["croix-rouge.fr"])
+    secret = AccountSecret.generate(rng)
+    both = TrustStore([org.authority, second.authority])
+    for kind in ("external", "agent"):
+        forged = second.sign_claims(account_claims(second, secret, "a@x.gouv.fr", kind=kind))
+        with failure(F.FOREIGN_DOMAIN):
+            verify_account_certificate(forged, both, RevocationSet(), NOW)
+    # Addresses no trusted authority owns may be certified as externals by any.
+    external = second.sign_claims(account_claims(second, secret, "b@laposte.net", kind="external"))
+    assert verify_account_certificate(external, both, RevocationSet(), NOW).is_external
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("*.gouv.fr", "interieur.gouv.fr"),
+        ("*.gouv.fr", "*.interieur.gouv.fr"),
+        ("*.interieur.gouv.fr", "*.gouv.fr"),
+        ("interieur.gouv.fr", "interieur.gouv.fr"),
+        ("*.gouv.fr", "*.gouv.fr"),
+    ],
+)
+def test_trust_store_refuses_authorities_with_overlapping_domains(
+    rng: Rng, first: str, second: str
+) -> None:
+    one, two = make_org(rng, "Un", [first]), make_org(rng, "Deux", [second])
+    with pytest.raises(TrustConflict) as info:
+        TrustStore([one.authority, two.authority])
+    assert "Un" in info.value.render() and "Deux" in info.value.render()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("*.gouv.fr", "gouv.fr"), ("*.gouv.fr", "xgouv.fr"), ("a.fr", "b.fr"), ("*.a.fr", "*.b.fr")],
+)
+def test_disjoint_domains_can_be_trusted_together(rng: Rng, first: str, second: str) -> None:
+    assert (
+        len(
+            TrustStore(
+                [make_org(rng, "Un", [first]).authority, make_org(rng, "Deux", [second]).authority]
+            )
+        )
+        == 2
+    )
 
 
 def test_external_claims_agent(org: Org, rng: Rng) -> None:

@@ -285,7 +285,7 @@ def test_add_all_keeps_the_good_and_reports_the_bad(org: Org, other_org: Org) ->
 # Built once at import: hypothesis re-runs the test body many times.
 _RNG = make_rng(99)
 _ORG = make_org(_RNG)
-_SECOND = make_org(_RNG, "Second", ["*.gouv.fr"])
+_SECOND = make_org(_RNG, "Second", ["*.justice.fr"])
 _TRUST = TrustStore([_ORG.authority, _SECOND.authority])
 _MEMBER = _ORG.member("d@x.gouv.fr")
 _ACCOUNT = _MEMBER.secret

@@ -123,6 +123,15 @@ def test_tamper(rng: Rng) -> None:
     )
 
 
+def test_short_ciphertext_and_undecodable_passphrase_are_typed_errors(rng: Rng) -> None:
+    box = codec.decode(vault.seal(b"secret", "pass", rng, vault.MINIMUM))
+    assert isinstance(box, dict)
+    with pytest.raises(DecodeError):
+        vault.open_sealed(codec.encode({**box, "ct": b"short"}), "pass")
+    with pytest.raises(UsageError):
+        vault.seal(b"secret", "caf\udce9", rng, vault.MINIMUM)  # surrogate-escaped byte
+
+
 def test_passphrase_is_compared_after_nfc_normalisation(rng: Rng) -> None:
     composed, decomposed = "caf\u00e9 crise", "cafe\u0301 crise"
     box = vault.seal(b"secret", composed, rng, vault.MINIMUM)
