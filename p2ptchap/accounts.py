@@ -22,6 +22,7 @@ from p2ptchap.core.errors import (
     N_,
     DecodeError,
     NotInitialised,
+    RemoteError,
     StorageError,
     UsageError,
     VerificationError,
@@ -100,9 +101,19 @@ def export_trust(home: Home, out: Path) -> Authority:
     return authority
 
 
+def read_request(path: Path) -> EnrollmentRequest:
+    """The verified enrolment request in ``path``."""
+    return identity.parse_request(read_file(path))
+
+
+def read_trust(path: Path) -> Authority:
+    """The authority described by the trust file ``path`` (verified)."""
+    return parse_trust_file(read_file(path))
+
+
 def issue(
     home: Home,
-    request_path: Path,
+    request: EnrollmentRequest,
     out: Path,
     *,
     external: bool,
@@ -110,9 +121,12 @@ def issue(
     passphrase: str,
     now: int,
     rng: Rng,
-) -> tuple[EnrollmentRequest, AccountCertificate]:
-    """Issue an account certificate for the request in ``request_path``."""
-    request = identity.parse_request(read_file(request_path))
+) -> AccountCertificate:
+    """Issue an account certificate for a verified request (see :func:`read_request`).
+
+    Taking the request already read lets the caller show it, and have its
+    fingerprint checked, before the authority's key signs anything.
+    """
     authority, secret = load_authority(home, passphrase)
     kind = Kind.EXTERNAL if external else Kind.AGENT
     data = identity.issue_account_certificate(
@@ -124,23 +138,48 @@ def issue(
     )
     write_atomic(home.issued_dir / f"{certificate.serial.hex()}.cose", data)
     write_atomic(out, data, mode=0o644)
-    return request, certificate
+    return certificate
 
 
 def revoke_account(
     home: Home, target: str, out: Path, passphrase: str, now: int, reason: str = ""
-) -> revocation.Revocation:
-    """Revoke a certificate by serial, or every certificate of an address up to now."""
+) -> list[revocation.Revocation]:
+    """Revoke a certificate by serial, or every certificate of an address up to now.
+
+    Revoking an address also revokes, by serial, every certificate this
+    authority issued for it: the address record compares issue times, which
+    an authority machine with a wrong clock could get wrong.  ``out`` holds
+    one record, or an array of them.
+    """
     authority, secret = load_authority(home, passphrase)
     if "@" in target:
-        data = revocation.revoke_email(secret, normalise_email(target), now, reason)
+        email = normalise_email(target)
+        records = [revocation.revoke_email(secret, email, now, reason)]
+        records += [
+            revocation.revoke_serial(secret, issued.serial, now, reason)
+            for issued in issued_certificates(home, authority)
+            if issued.email == email
+        ]
     else:
-        data = revocation.revoke_serial(secret, identity.validate_serial(target), now, reason)
+        records = [revocation.revoke_serial(secret, identity.validate_serial(target), now, reason)]
     trust = TrustStore([authority])
-    record = revocation.parse_revocation(data, trust)
-    home.add_revocations([data], home.trust_store())
-    write_atomic(out, data, mode=0o644)
-    return record
+    parsed = [revocation.parse_revocation(data, trust) for data in records]
+    _, refused = home.add_revocations(records, home.trust_store())
+    if refused:
+        raise refused[0]
+    write_atomic(out, records[0] if len(records) == 1 else codec.encode(list(records)), 0o644)
+    return parsed
+
+
+def issued_certificates(home: Home, authority: Authority) -> list[AccountCertificate]:
+    """Every certificate this authority issued (kept in ``authority/issued``)."""
+    trust = TrustStore([authority])
+    if not home.issued_dir.is_dir():
+        return []
+    return [
+        identity.read_account_certificate(read_file(path), trust)
+        for path in sorted(home.issued_dir.glob("*.cose"))
+    ]
 
 
 # --- revocation files --------------------------------------------------------
@@ -160,9 +199,16 @@ def read_revocation_file(path: Path) -> list[bytes]:
     raise VerificationError(VerificationFailure.MALFORMED, f"{path}: not revocation records")
 
 
-def import_revocations(home: Home, path: Path) -> int:
-    """Verify and merge the records of ``path``; return how many were new."""
-    return home.add_revocations(read_revocation_file(path), home.trust_store())
+def import_revocations(home: Home, path: Path) -> tuple[int, list[RemoteError]]:
+    """Merge the records of ``path`` that verify; return how many were new and the refusals.
+
+    Raises the first refusal if no record at all could be used.
+    """
+    records = read_revocation_file(path)
+    added, refused = home.add_revocations(records, home.trust_store())
+    if refused and len(refused) == len(records):
+        raise refused[0]
+    return added, refused
 
 
 def export_revocations(home: Home, out: Path) -> int:
@@ -376,6 +422,7 @@ def import_device(
     for data in trust_files:
         if isinstance(data, bytes):
             home.add_trust(data)
+    # Records that do not verify here are left out, as on any import.
     home.add_revocations([r for r in records if isinstance(r, bytes)], trust)
     for other in others:
         home.write(home.devices_dir / f"{other.device_id}.cose", other.raw)
@@ -413,7 +460,9 @@ def revoke_device(
     if master.public_key() != account.account_key:
         raise StorageError("master key mismatch", user_message=NO_MASTER_KEY)
     record = revocation.revoke_device(master, account.raw, device.device_key, now, reason)
-    home.add_revocations([record], trust)
+    _, refused = home.add_revocations([record], trust)
+    if refused:
+        raise refused[0]
     return device
 
 

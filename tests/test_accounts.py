@@ -77,7 +77,7 @@ class World:
     ) -> Path:
         accounts.issue(
             self.authority_home,
-            request_path,
+            accounts.read_request(request_path),
             out,
             external=external,
             days=365,
@@ -280,7 +280,7 @@ def test_issue_with_the_wrong_passphrase(world: World) -> None:
     with pytest.raises(WrongPassphrase):
         accounts.issue(
             world.authority_home,
-            request_path,
+            accounts.read_request(request_path),
             out,
             external=False,
             days=365,
@@ -299,9 +299,9 @@ def test_issue_agent_outside_domains_needs_external(world: World) -> None:
         world.issue(request_path, out)
     assert "--external" in info.value.render()
     assert not out.exists()
-    _, certificate = accounts.issue(
+    certificate = accounts.issue(
         world.authority_home,
-        request_path,
+        accounts.read_request(request_path),
         out,
         external=True,
         days=30,
@@ -386,7 +386,7 @@ def test_revoke_device(world: World, agent: Agent) -> None:
     accounts.import_device(phone, bundle, AGENT_PASSPHRASE, NOW + 20, world.rng)
     records = world.files / "records.cbor"
     assert accounts.export_revocations(agent.home, records) == 1
-    assert accounts.import_revocations(phone, records) == 1
+    assert accounts.import_revocations(phone, records) == (1, [])
     (mine,) = [d for d in accounts.list_devices(phone, NOW + 20) if d["current"]]
     assert mine["id"] == device.device_id
     assert mine["revoked"] is True
@@ -416,17 +416,21 @@ def test_revoke_account_then_import_elsewhere(world: World, agent: Agent, by: st
     info = accounts.whoami(agent.home, NOW)
     target = "Camille.Dupont@interieur.gouv.fr" if by == "email" else info["serial"]
     out = world.files / "revocation.cose"
-    record = accounts.revoke_account(
+    records = accounts.revoke_account(
         world.authority_home, target, out, AUTHORITY_PASSPHRASE, NOW + 10, "left"
     )
-    assert record.kind == by
+    # Revoking an address also revokes, by serial, what was issued for it,
+    # in case the authority's clock was wrong when it issued.
+    expected = ["email", "serial"] if by == "email" else ["serial"]
+    assert [r.kind for r in records] == expected
+    assert all(r.serial == bytes.fromhex(info["serial"]) for r in records if r.kind == "serial")
     assert out.exists()
-    assert len(world.authority_home.revocation_records()) == 1
+    assert len(world.authority_home.revocation_records()) == len(expected)
 
     # Not yet known on the agent's home.
     accounts.verify_files(agent.home, agent.certificate_path, None, NOW + 20)
-    assert accounts.import_revocations(agent.home, out) == 1
-    assert accounts.import_revocations(agent.home, out) == 0
+    assert accounts.import_revocations(agent.home, out) == (len(expected), [])
+    assert accounts.import_revocations(agent.home, out) == (0, [])
     with failure(F.REVOKED):
         accounts.verify_files(agent.home, agent.certificate_path, None, NOW + 20)
     with failure(F.REVOKED):
@@ -459,8 +463,8 @@ def test_export_and_import_revocations(world: World, agent: Agent) -> None:
     )
     exported = world.files / "all.cbor"
     assert accounts.export_revocations(world.authority_home, exported) == 2
-    assert accounts.import_revocations(agent.home, exported) == 2
-    assert accounts.import_revocations(agent.home, exported) == 0
+    assert accounts.import_revocations(agent.home, exported) == (2, [])
+    assert accounts.import_revocations(agent.home, exported) == (0, [])
     assert agent.home.revocation_records() == world.authority_home.revocation_records()
 
 
@@ -468,29 +472,20 @@ def _tampered(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 0x01])
 
 
-def test_import_tampered_revocations_stores_nothing(world: World, agent: Agent) -> None:
+def test_import_tampered_revocations(world: World, agent: Agent) -> None:
     first = world.files / "first.cose"
     accounts.revoke_account(world.authority_home, "a@x.gouv.fr", first, AUTHORITY_PASSPHRASE, NOW)
     accounts.import_revocations(agent.home, first)
     stored = agent.home.revocations_file.read_bytes()
 
     good = world.files / "good.cose"
-    accounts.revoke_account(
-        world.authority_home, "camille.dupont@interieur.gouv.fr", good, AUTHORITY_PASSPHRASE, NOW
-    )
+    serial = accounts.whoami(agent.home, NOW)["serial"]
+    accounts.revoke_account(world.authority_home, serial, good, AUTHORITY_PASSPHRASE, NOW)
     bad = world.files / "bad.cose"
     bad.write_bytes(_tampered(good.read_bytes()))
     with failure(F.BAD_SIGNATURE):
         accounts.import_revocations(agent.home, bad)
     assert agent.home.revocations_file.read_bytes() == stored
-
-    # A list mixing a new, valid record with a tampered one stores neither.
-    mixed = world.files / "mixed.cbor"
-    mixed.write_bytes(codec.encode([good.read_bytes(), _tampered(good.read_bytes())]))
-    with pytest.raises(VerificationError):
-        accounts.import_revocations(agent.home, mixed)
-    assert agent.home.revocations_file.read_bytes() == stored
-    accounts.verify_files(agent.home, agent.certificate_path, None, NOW)
 
     for junk in (b"", b"garbage", codec.encode([1, 2]), codec.encode({"a": 1})):
         bad.write_bytes(junk)
@@ -498,12 +493,21 @@ def test_import_tampered_revocations_stores_nothing(world: World, agent: Agent) 
             accounts.import_revocations(agent.home, bad)
     assert agent.home.revocations_file.read_bytes() == stored
 
+    # A list mixing a new, valid record with a tampered one keeps the good
+    # one: a bad record must never keep a revocation from taking effect.
+    mixed = world.files / "mixed.cbor"
+    mixed.write_bytes(codec.encode([good.read_bytes(), _tampered(good.read_bytes())]))
+    added, refused = accounts.import_revocations(agent.home, mixed)
+    assert added == 1
+    assert [e.reason for e in refused] == [F.BAD_SIGNATURE]  # type: ignore[attr-defined]
+    with failure(F.REVOKED):
+        accounts.verify_files(agent.home, agent.certificate_path, None, NOW)
+
 
 def test_import_tampered_revocations_into_an_empty_set(world: World, agent: Agent) -> None:
     good = world.files / "good.cose"
-    accounts.revoke_account(
-        world.authority_home, "camille.dupont@interieur.gouv.fr", good, AUTHORITY_PASSPHRASE, NOW
-    )
+    serial = accounts.whoami(agent.home, NOW)["serial"]
+    accounts.revoke_account(world.authority_home, serial, good, AUTHORITY_PASSPHRASE, NOW)
     bad = world.files / "bad.cose"
     bad.write_bytes(_tampered(good.read_bytes()))
     with pytest.raises(VerificationError):
@@ -552,3 +556,39 @@ def test_sealed_key_damaged_on_disk(world: World, agent: Agent) -> None:
     with pytest.raises(StorageError) as info:
         accounts.add_device(agent.home, "phone", None, AGENT_PASSPHRASE, NOW, world.rng)
     assert "damaged" in info.value.render()
+
+
+def test_trust_files_never_roll_back_and_never_overlap(
+    world: World, agent: Agent, make_home: MakeHome, rng: Rng
+) -> None:
+    from p2ptchap.core.authority import TrustConflict, create_trust_file  # noqa: PLC0415
+    from p2ptchap.core.keys import AuthoritySecret  # noqa: PLC0415
+
+    authority, secret = accounts.load_authority(world.authority_home, AUTHORITY_PASSPHRASE)
+    # An older trust file of the same authority, with wider domains, is ignored.
+    _, older = create_trust_file(
+        secret, authority.name, ["*.gouv.fr", "justice.fr"], authority.created - 1
+    )
+    assert agent.home.add_trust(older).created == authority.created
+    assert [a.domains for a in agent.home.trust_store()] == [authority.domains]
+    # A newer one replaces it.
+    _, newer = create_trust_file(secret, authority.name, ["*.gouv.fr"], authority.created + 1)
+    assert agent.home.add_trust(newer).created == authority.created + 1
+    # Another authority claiming an overlapping domain is refused.
+    _, rival = create_trust_file(AuthoritySecret.generate(rng), "Rival", ["x.gouv.fr"], NOW)
+    with pytest.raises(TrustConflict):
+        agent.home.add_trust(rival)
+    assert len(agent.home.trust_store()) == 1
+
+
+def test_home_writable_by_others_is_refused(agent: Agent) -> None:
+    from p2ptchap.core.errors import StorageError  # noqa: PLC0415
+
+    agent.home.root.chmod(0o777)
+    try:
+        with pytest.raises(StorageError) as info:
+            accounts.whoami(agent.home, NOW)
+        assert "other users" in info.value.render()
+    finally:
+        agent.home.root.chmod(0o700)
+    assert accounts.whoami(agent.home, NOW)["status"] == "valid"

@@ -36,6 +36,29 @@ MAX_DISPLAY_NAME: Final = 100
 # Cc/Cf: controls and invisible formatting (bidi overrides); Zl/Zp: line
 # and paragraph separators; Cs/Co/Cn: surrogates, private use, unassigned.
 _REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Default-ignorable characters (Unicode DerivedCoreProperties) that are not
+# already in the categories above: they draw nothing, so "Alice" and
+# "Al<filler>ice" would look the same.
+_INVISIBLE: Final = frozenset(
+    chr(c)
+    for first, last in (
+        (0x034F, 0x034F),
+        (0x115F, 0x1160),
+        (0x17B4, 0x17B5),
+        (0x180B, 0x180F),
+        (0x3164, 0x3164),
+        (0xFE00, 0xFE0F),
+        (0xFFA0, 0xFFA0),
+        (0xE0100, 0xE01EF),
+    )
+    for c in range(first, last + 1)
+)
+# Characters that would let a name pass for an address in "Name <address>".
+_ADDRESS_SYNTAX: Final = frozenset("<>@")
+# Domain labels shown in Unicode only when every character is ASCII or a
+# Latin letter (French and European accents); other scripts contain letters
+# that look like Latin ones (Cyrillic "і"), so those domains stay in A-labels.
+_LATIN_RANGE: Final = range(0x00C0, 0x0250)
 _LOCAL_PART: Final = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LABEL: Final = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -95,12 +118,25 @@ def email_domain(normalised: str) -> str:
 
 
 def display_email(normalised: str) -> str:
-    """The address as people read it: Unicode domain labels (U-labels)."""
+    """The address as people read it.
+
+    Each domain label is shown in Unicode when it only uses ASCII and Latin
+    letters (``préfecture.fr``), and in its ASCII form otherwise
+    (``xn--nterieur-shh.gouv.fr``), so that no look-alike from another
+    script can pass for a familiar domain.
+    """
     local, _, domain = normalised.rpartition("@")
-    try:
-        return f"{local}@{idna.decode(domain)}"
-    except (idna.IDNAError, UnicodeError):
-        return normalised
+    labels = []
+    for label in domain.split("."):
+        try:
+            unicode_label = idna.decode(label)
+        except (idna.IDNAError, UnicodeError):
+            unicode_label = label
+        if all(c.isascii() or ord(c) in _LATIN_RANGE for c in unicode_label):
+            labels.append(unicode_label)
+        else:
+            labels.append(label)
+    return f"{local}@{'.'.join(labels)}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -159,9 +195,14 @@ def normalise_display_name(name: str, max_length: int = MAX_DISPLAY_NAME) -> str
             user_message="The name must be between 1 and {max_length} characters long.",
             max_length=max_length,
         )
-    if any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in name):
+    if any(unicodedata.category(c) in _REFUSED_CATEGORIES or c in _INVISIBLE for c in name):
         raise UsageError(
             "name contains control or invisible characters",
             user_message="The name contains invisible or control characters.",
+        )
+    if any(c in _ADDRESS_SYNTAX for c in name):
+        raise UsageError(
+            "name contains address syntax",
+            user_message="The name must not contain the characters < > or @.",
         )
     return name

@@ -31,13 +31,24 @@ from p2ptchap.core import codec, cose
 from p2ptchap.core.account import SERIAL_SIZE, read_account_certificate
 from p2ptchap.core.addresses import InvalidAddress, normalise_email
 from p2ptchap.core.authority import TrustStore
-from p2ptchap.core.errors import DecodeError, VerificationError, VerificationFailure
+from p2ptchap.core.errors import DecodeError, RemoteError, VerificationError, VerificationFailure
 from p2ptchap.core.keys import KEY_SIZE, AccountKey, AccountSecret, AuthoritySecret, DeviceKey
 
 REVOCATION_CONTENT_TYPE: Final = "application/p2ptchap-revocation+cbor"
 MAX_REASON_LENGTH: Final = 200
 
+#: An account may revoke at most this many devices.  Far more than any
+#: person owns, and it bounds what one enrolled account can add to every
+#: node's set by revoking made-up devices.
+MAX_DEVICE_REVOCATIONS: Final = 256
+
 RecordKind = Literal["serial", "email", "device"]
+
+
+class RevocationLimit(RemoteError):
+    """An account has revoked more devices than any person could own."""
+
+    default_message = "A revocation was refused: its account has revoked too many devices."
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,6 +163,7 @@ class RevocationSet:
         self._serials: set[tuple[bytes, bytes]] = set()
         self._emails: dict[tuple[bytes, str], int] = {}
         self._devices: set[tuple[AccountKey, DeviceKey]] = set()
+        self._per_account: dict[AccountKey, int] = {}
 
     def add(self, data: bytes, trust: TrustStore) -> bool:
         """Verify and add a record; return whether it was new.
@@ -162,6 +174,13 @@ class RevocationSet:
         record = parse_revocation(data, trust)
         if record.record_id in self._records:
             return False
+        if record.account is not None:
+            count = self._per_account.get(record.account, 0)
+            if count >= MAX_DEVICE_REVOCATIONS:
+                raise RevocationLimit(
+                    f"account {record.account.short_id()} has {count} device revocations"
+                )
+            self._per_account[record.account] = count + 1
         self._records[record.record_id] = record
         if record.kind == "serial":
             self._serials.add((record.signer_id, record.serial))
@@ -172,13 +191,13 @@ class RevocationSet:
             self._devices.add((record.account, record.device))
         return True
 
-    def add_all(self, records: Iterable[bytes], trust: TrustStore) -> list[VerificationError]:
+    def add_all(self, records: Iterable[bytes], trust: TrustStore) -> list[RemoteError]:
         """Add every record that verifies; return the errors of those that did not."""
-        errors = []
+        errors: list[RemoteError] = []
         for data in records:
             try:
                 self.add(data, trust)
-            except VerificationError as exc:
+            except RemoteError as exc:
                 errors.append(exc)
         return errors
 

@@ -29,7 +29,13 @@ from typing import Final
 from p2ptchap.core import codec, vault
 from p2ptchap.core.authority import Authority, TrustStore, parse_trust_file
 from p2ptchap.core.codec import Limits
-from p2ptchap.core.errors import DecodeError, NotInitialised, StorageError, VerificationError
+from p2ptchap.core.errors import (
+    DecodeError,
+    NotInitialised,
+    RemoteError,
+    StorageError,
+    VerificationError,
+)
 from p2ptchap.core.keys import Rng
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.store.files import check_private_dir, ensure_dir, read_file, write_atomic
@@ -146,6 +152,7 @@ class Home:
         store = TrustStore()
         if not self.trust_dir.is_dir():
             return store
+        check_private_dir(self.root)
         for path in sorted(self.trust_dir.glob("*.cose")):
             try:
                 store.add(parse_trust_file(read_file(path)))
@@ -158,8 +165,19 @@ class Home:
         return store
 
     def add_trust(self, data: bytes) -> Authority:
-        """Verify a trust file and keep it; return the authority it describes."""
+        """Verify a trust file and keep it; return the authority it describes.
+
+        Refuses an authority whose domains overlap a trusted one's, and never
+        replaces a trust file by an older one of the same authority (which
+        could bring back domains the authority has since given up).
+        """
         authority = parse_trust_file(data)
+        current = {a.key: a for a in self.trust_store()}
+        others = [a for key, a in current.items() if key != authority.key]
+        TrustStore([*others, authority])  # raises TrustConflict
+        known = current.get(authority.key)
+        if known is not None and known.created >= authority.created:
+            return known
         self.write(self.trust_dir / f"{authority.key.short_id()}.cose", data)
         return authority
 
@@ -188,18 +206,25 @@ class Home:
         revocations.add_all(self.revocation_records(), trust)
         return revocations
 
-    def add_revocations(self, records: list[bytes], trust: TrustStore) -> int:
-        """Verify ``records`` and merge them into the stored set; return how many were new.
+    def add_revocations(
+        self, records: list[bytes], trust: TrustStore
+    ) -> tuple[int, list[RemoteError]]:
+        """Merge the records that verify into the stored set.
 
-        Raises :class:`VerificationError` (storing nothing) if any record does
-        not verify.
+        Returns how many were new and the errors of those refused.  A bad
+        record never keeps the good ones out: a file exported by a node that
+        trusts more authorities than we do must still revoke what we know.
         """
         revocations = self.revocations(trust)
         known = self.revocation_records()
-        added = []
+        added: list[bytes] = []
+        refused: list[RemoteError] = []
         for record in records:
-            if revocations.add(record, trust):
-                added.append(record)
+            try:
+                if revocations.add(record, trust):
+                    added.append(record)
+            except RemoteError as exc:
+                refused.append(exc)
         if added:
             self.write(self.revocations_file, codec.encode([*known, *added]))
-        return len(added)
+        return len(added), refused

@@ -137,10 +137,44 @@ def cmd_authority_export(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_fingerprint(given: str, actual: str) -> bool:
+    return given.replace(" ", "").upper() == actual.replace(" ", "").upper()
+
+
+def _confirm(ctx: Context, question: str) -> bool:
+    """Ask a yes/no question on the terminal; ``y`` or ``o`` (oui) accepts."""
+    answer = input(ctx.tr(question) + " ").strip().lower()
+    return answer[:1] in {"y", "o"}
+
+
 def cmd_authority_issue(ctx: Context, args: argparse.Namespace) -> int:
-    request, certificate = accounts.issue(
+    pending = accounts.read_request(args.request)
+    fingerprint = pending.account_key.fingerprint()
+    ctx.say(
+        "Request from {name} <{email}>, account fingerprint {fingerprint}.",
+        name=pending.display_name,
+        email=display_email(pending.email),
+        fingerprint=fingerprint,
+    )
+    # The fingerprint check is what defeats a request swapped on its way to
+    # the administrator; it must happen before anything is signed.
+    if args.fingerprint is not None:
+        if not _same_fingerprint(args.fingerprint, fingerprint):
+            raise UsageError(
+                "fingerprint mismatch",
+                user_message=(
+                    "The request's account fingerprint is not the one given: do not issue, "
+                    "the request may have been swapped."
+                ),
+            )
+    elif sys.stdin.isatty() and not _confirm(
+        ctx, N_("Is it the fingerprint shown on the agent's screen? [y/N]")
+    ):
+        ctx.say("Nothing issued.")
+        return EXIT_FAILURE
+    certificate = accounts.issue(
         ctx.home,
-        args.request,
+        pending,
         args.out,
         external=args.external,
         days=args.days,
@@ -156,20 +190,21 @@ def cmd_authority_issue(ctx: Context, args: argparse.Namespace) -> int:
         until=accounts.iso(certificate.expires),
     )
     ctx.say("Serial: {serial}", serial=certificate.serial.hex())
-    ctx.say(
-        "Account fingerprint (compare it with the one shown to the agent): {fingerprint}",
-        fingerprint=request.account_key.fingerprint(),
-    )
     ctx.say("Written to {path}.", path=args.out)
     return 0
 
 
 def cmd_authority_revoke(ctx: Context, args: argparse.Namespace) -> int:
-    record = accounts.revoke_account(
+    records = accounts.revoke_account(
         ctx.home, args.target, args.out, ctx.passphrase(), ctx.now, args.reason
     )
-    target = record.email or record.serial.hex()
-    ctx.say("Revocation of {target} written to {path}.", target=target, path=args.out)
+    target = records[0].email or records[0].serial.hex()
+    ctx.say(
+        "Revocation of {target} ({count} record(s)) written to {path}.",
+        target=target,
+        count=len(records),
+        path=args.out,
+    )
     ctx.say("Import it on the nodes with 'p2ptchap revocations import'.")
     return 0
 
@@ -178,6 +213,22 @@ def cmd_authority_revoke(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    if args.trust_fingerprint:
+        # Pinned fingerprints are checked before any key is created.
+        for path in args.trust:
+            authority = accounts.read_trust(path)
+            if not any(
+                _same_fingerprint(f, authority.fingerprint()) for f in args.trust_fingerprint
+            ):
+                raise UsageError(
+                    "trust fingerprint mismatch",
+                    user_message=(
+                        "The trust file {path} ('{name}') does not have any of the expected "
+                        "fingerprints; do not use it."
+                    ),
+                    path=path,
+                    name=authority.name,
+                )
     request, authorities = accounts.init_account(
         ctx.home,
         args.email,
@@ -196,6 +247,15 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     )
     ctx.say("Enrolment request written to {path}.", path=args.request_out)
     ctx.say("Account fingerprint: {fingerprint}", fingerprint=request.account_key.fingerprint())
+    for authority in authorities:
+        ctx.say(
+            "Trusted authority '{name}' ({domains}): {fingerprint}",
+            name=authority.name,
+            domains=", ".join(str(d) for d in authority.domains),
+            fingerprint=authority.fingerprint(),
+        )
+    if not args.trust_fingerprint:
+        ctx.say("Check each authority fingerprint against the one your administrator announced.")
     if not any(a.covers(request.email) for a in authorities):
         ctx.say("No trusted authority covers this address: you will be enrolled as an external.")
     ctx.say("Give the request to your authority's administrator, then run 'p2ptchap enroll CERT'.")
@@ -302,9 +362,11 @@ def cmd_device_revoke(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_revocations_import(ctx: Context, args: argparse.Namespace) -> int:
-    added = accounts.import_revocations(ctx.home, args.file)
+    added, refused = accounts.import_revocations(ctx.home, args.file)
     ctx.say("{count} new revocation(s) imported.", count=added)
-    return 0
+    for error in refused:
+        ctx.say("Refused: {message}", message=error.render(ctx.tr))
+    return EXIT_FAILURE if refused else 0
 
 
 def cmd_revocations_export(ctx: Context, args: argparse.Namespace) -> int:
@@ -423,6 +485,11 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
         "--external", action="store_true", help=tr("certify the person as an external")
     )
     sub.add_argument("--days", type=int, default=365, help=tr("validity in days (default 365)"))
+    sub.add_argument(
+        "--fingerprint",
+        default=None,
+        help=tr("the account fingerprint read on the agent's screen; refuse if it differs"),
+    )
     sub = command(
         auth_commands,
         "revoke",
@@ -445,6 +512,12 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
     )
     sub.add_argument(
         "--request-out", type=Path, required=True, help=tr("enrolment request file to write")
+    )
+    sub.add_argument(
+        "--trust-fingerprint",
+        action="append",
+        default=[],
+        help=tr("expected fingerprint of the trust files (repeat for several)"),
     )
     sub.add_argument(
         "--device-name",

@@ -15,6 +15,7 @@ from p2ptchap.core.addresses import (
     InvalidAddress,
     display_email,
     email_domain,
+    normalise_display_name,
     normalise_domain,
     normalise_email,
 )
@@ -180,3 +181,24 @@ def test_rule_parsing_and_str() -> None:
 def test_bad_rules(text: str) -> None:
     with pytest.raises(InvalidAddress):
         DomainRule.parse(text)
+
+
+def test_display_shows_latin_domains_in_unicode_and_others_in_ascii() -> None:
+    assert display_email(normalise_email("a@préfecture.fr")) == "a@préfecture.fr"
+    # "іnterieur" with a Cyrillic і: shown in its ASCII form, not as a look-alike.
+    spoof = normalise_email("alice@\u0456nterieur.gouv.fr")
+    assert spoof.startswith("alice@xn--")
+    assert display_email(spoof) == spoof
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Préfet <prefet@interieur.gouv.fr>", "a@b", "Al\u3164ice", "Al\u034fice", "Al\ufe0fice"],
+)
+def test_names_cannot_pose_as_addresses_or_hide_characters(name: str) -> None:
+    with pytest.raises(UsageError):
+        normalise_display_name(name)
+
+
+def test_names_keep_apostrophes_and_accents() -> None:
+    assert normalise_display_name("Aïssatou N'Diaye-Lefèvre") == "Aïssatou N'Diaye-Lefèvre"

@@ -20,8 +20,10 @@ from p2ptchap.core.keys import (
     Rng,
 )
 from p2ptchap.core.revocation import (
+    MAX_DEVICE_REVOCATIONS,
     MAX_REASON_LENGTH,
     REVOCATION_CONTENT_TYPE,
+    RevocationLimit,
     RevocationSet,
     parse_revocation,
     revoke_device,
@@ -334,3 +336,23 @@ def test_merge_is_a_union(left: list[bytes], right: list[bytes]) -> None:
     assert state(merged_lr, _ISSUERS, _PAIRS) == state(merged_rl, _ISSUERS, _PAIRS)
     assert state(merged_lr, _ISSUERS, _PAIRS) == state(union, _ISSUERS, _PAIRS)
     assert len(merged_lr) == len(set(left) | set(right))
+
+
+def test_one_account_cannot_flood_the_set_with_device_revocations(org: Org, rng: Rng) -> None:
+    member = org.member("a@x.gouv.fr")
+    revocations = RevocationSet()
+    for _ in range(MAX_DEVICE_REVOCATIONS):
+        device = DeviceSecret.generate(rng).public_key()
+        revocations.add(revoke_device(member.secret, member.certificate, device, NOW), org.trust)
+    one_more = revoke_device(
+        member.secret, member.certificate, DeviceSecret.generate(rng).public_key(), NOW
+    )
+    with pytest.raises(RevocationLimit):
+        revocations.add(one_more, org.trust)
+    assert len(revocations) == MAX_DEVICE_REVOCATIONS
+    # Other accounts and the authority are not affected by that account's quota.
+    other = org.member("b@x.gouv.fr")
+    assert revocations.add(
+        revoke_device(other.secret, other.certificate, other.device_secret.public_key(), NOW),
+        org.trust,
+    )

@@ -214,3 +214,98 @@ def test_identity_walk_through_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every step behaved as expected" in done.stdout
     assert "!!" not in done.stdout
+
+
+def _fingerprint_after(label: str, output: str) -> str:
+    for line in output.splitlines():
+        if line.startswith(label):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {label!r} in {output!r}")
+
+
+def test_issue_checks_the_fingerprint_before_signing(cell: Path) -> None:
+    init = run(
+        cell,
+        "--home",
+        "fred",
+        "init",
+        "--email",
+        "fred@interieur.gouv.fr",
+        "--name",
+        "Fred",
+        "--trust",
+        "trust.cose",
+        "--request-out",
+        "fred.req",
+    )
+    assert init.returncode == 0, init.stderr
+    fingerprint = _fingerprint_after("Account fingerprint", init.stdout)
+    wrong = "AAAA " * 7 + "AAAA"
+    refused = run(
+        cell,
+        "--home",
+        "auth",
+        "authority",
+        "issue",
+        "fred.req",
+        "--out",
+        "fred.cert",
+        "--fingerprint",
+        wrong,
+    )
+    assert "swapped" in assert_one_sentence_error(refused, 2)
+    assert not (cell / "fred.cert").exists()
+    issued = run(
+        cell,
+        "--home",
+        "auth",
+        "authority",
+        "issue",
+        "fred.req",
+        "--out",
+        "fred.cert",
+        "--fingerprint",
+        fingerprint.lower().replace(" ", ""),
+    )
+    assert issued.returncode == 0, issued.stderr
+
+
+def test_init_with_pinned_trust_fingerprints(cell: Path) -> None:
+    exported = run(cell, "--home", "auth", "authority", "export", "--out", "trust2.cose")
+    authority = exported.stdout.strip().rsplit(":", 1)[1].strip()
+    refused = run(
+        cell,
+        "--home",
+        "gil",
+        "init",
+        "--email",
+        "gil@interieur.gouv.fr",
+        "--name",
+        "Gil",
+        "--trust",
+        "trust.cose",
+        "--request-out",
+        "gil.req",
+        "--trust-fingerprint",
+        "BBBB" * 8,
+    )
+    assert "expected fingerprints" in assert_one_sentence_error(refused, 2)
+    assert not (cell / "gil").exists()
+    accepted = run(
+        cell,
+        "--home",
+        "gil",
+        "init",
+        "--email",
+        "gil@interieur.gouv.fr",
+        "--name",
+        "Gil",
+        "--trust",
+        "trust.cose",
+        "--request-out",
+        "gil.req",
+        "--trust-fingerprint",
+        authority,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"Trusted authority 'Préfecture' (*.gouv.fr): {authority}" in accepted.stdout
