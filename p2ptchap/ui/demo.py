@@ -113,6 +113,9 @@ def _walk_through(root: Path, tr: Callable[[str], str], out: TextIO, started: fl
             "--device-name",
             "portable",
         )
+        # The administrator types the fingerprint read on the agent's screen.
+        pending = walk.run(who, "whoami", "--json")
+        checked = ["--fingerprint", _json_field(pending, "account_fingerprint")]
         if flags:
             walk.run(
                 "authority",
@@ -121,11 +124,19 @@ def _walk_through(root: Path, tr: Callable[[str], str], out: TextIO, started: fl
                 f"{who}.request",
                 "--out",
                 f"{who}.cert",
+                *checked,
                 expect=2,
                 contains="--external",
             )
         walk.run(
-            "authority", "authority", "issue", f"{who}.request", "--out", f"{who}.cert", *flags
+            "authority",
+            "authority",
+            "issue",
+            f"{who}.request",
+            "--out",
+            f"{who}.cert",
+            *checked,
+            *flags,
         )
         walk.run(who, "enroll", f"{who}.cert")
         walk.run(who, "whoami")
