@@ -347,14 +347,20 @@ def current_device(home: Home) -> DeviceCertificate:
     return identity.parse_device_certificate(home.read(home.device_certificate, NO_ACCOUNT))
 
 
+def _master_key(home: Home, account: AccountCertificate, passphrase: str) -> AccountSecret:
+    """The account master key of this home, checked against the certificate."""
+    master = AccountSecret(home.read_secret(home.master_key, passphrase, NO_MASTER_KEY))
+    if master.public_key() != account.account_key:
+        raise StorageError("master key mismatch", user_message=NO_MASTER_KEY)
+    return master
+
+
 def add_device(
     home: Home, name: str, out: Path | None, passphrase: str, now: int, rng: Rng
 ) -> tuple[DeviceCertificate, Path]:
     """Certify a new device and write its installation bundle (sealed with the passphrase)."""
     account, _, _ = load_account(home, now)
-    master = AccountSecret(home.read_secret(home.master_key, passphrase, NO_MASTER_KEY))
-    if master.public_key() != account.account_key:
-        raise StorageError("master key mismatch", user_message=NO_MASTER_KEY)
+    master = _master_key(home, account, passphrase)
     secrets, device = _new_device(master, name, now, rng)
     bundle = codec.encode(
         {
@@ -456,9 +462,7 @@ def revoke_device(
     """Revoke one of the account's devices with the master key."""
     account, trust, _ = load_account(home, now, check=False)
     device = find_device(home, account, device_id)
-    master = AccountSecret(home.read_secret(home.master_key, passphrase, NO_MASTER_KEY))
-    if master.public_key() != account.account_key:
-        raise StorageError("master key mismatch", user_message=NO_MASTER_KEY)
+    master = _master_key(home, account, passphrase)
     record = revocation.revoke_device(master, account.raw, device.device_key, now, reason)
     _, refused = home.add_revocations([record], trust)
     if refused:
