@@ -18,6 +18,7 @@ import pytest
 
 from p2ptchap.core import codec, cose, identity, vault
 from p2ptchap.core.authority import Authority, TrustStore, create_trust_file
+from p2ptchap.core.channel import ChannelConfig, SecureChannel, make_credentials
 from p2ptchap.core.identity import AccountCertificate, Kind
 from p2ptchap.core.keys import (
     AccountSecret,
@@ -26,6 +27,7 @@ from p2ptchap.core.keys import (
     ExchangeSecret,
     Rng,
 )
+from p2ptchap.core.noise import X25519KeyPair
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.store.home import Home
 
@@ -216,3 +218,32 @@ def assert_every_flip_rejected(
         except Exception as exc:
             pytest.fail(f"byte {index}: {type(exc).__name__} instead of {expected}: {exc}")
         pytest.fail(f"byte {index}: the tampered value was accepted")
+
+
+def endpoint(
+    member: Member,
+    org: Org,
+    *,
+    initiator: bool,
+    rng: Rng,
+    revocations: RevocationSet | None = None,
+    now: int = NOW,
+    config: ChannelConfig | None = None,
+    credentials: bytes | None = None,
+) -> SecureChannel:
+    """A channel end for ``member``, trusting ``org`` at time ``now``."""
+    static = X25519KeyPair(member.exchange_secret.secret_bytes())
+    known = revocations or RevocationSet()
+
+    def verify(account: bytes, device: bytes) -> identity.VerifiedDevice:
+        return identity.verify_chain(account, device, org.trust, known, now)
+
+    return SecureChannel(
+        initiator=initiator,
+        static=static,
+        credentials=credentials
+        or make_credentials(member.certificate, member.device, member.device_secret, static.public),
+        verify=verify,
+        rng=rng,
+        config=config or ChannelConfig(),
+    )

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2ptchap.core import identity
 from p2ptchap.core.channel import (
     MAX_RECORD_BODY,
     NEED_DATA,
@@ -30,38 +29,10 @@ from p2ptchap.core.errors import RemoteError, VerificationFailure
 from p2ptchap.core.keys import Rng
 from p2ptchap.core.noise import X25519KeyPair
 from p2ptchap.core.revocation import RevocationSet, revoke_device
-from tests.conftest import DAY, NOW, Member, Org, make_org, make_rng
+from tests.conftest import DAY, NOW, Member, Org, endpoint, make_org, make_rng
 
 F = VerificationFailure
 NETWORK_KEY = bytes(range(32))
-
-
-def endpoint(
-    member: Member,
-    org: Org,
-    *,
-    initiator: bool,
-    rng: Rng,
-    revocations: RevocationSet | None = None,
-    now: int = NOW,
-    config: ChannelConfig | None = None,
-    credentials: bytes | None = None,
-) -> SecureChannel:
-    static = X25519KeyPair(member.exchange_secret.secret_bytes())
-    known = revocations or RevocationSet()
-
-    def verify(account: bytes, device: bytes) -> identity.VerifiedDevice:
-        return identity.verify_chain(account, device, org.trust, known, now)
-
-    return SecureChannel(
-        initiator=initiator,
-        static=static,
-        credentials=credentials
-        or make_credentials(member.certificate, member.device, member.device_secret, static.public),
-        verify=verify,
-        rng=rng,
-        config=config or ChannelConfig(),
-    )
 
 
 def drain(channel: SecureChannel) -> list[Event]:
