@@ -1,0 +1,1 @@
+"""Networking: TCP + Noise transport, peers and mDNS discovery, on trio."""
