@@ -165,17 +165,18 @@ class SecureConnection:
 
         Raises :class:`ConnectionClosed` or :class:`ConnectionFailed`.
         """
-        if self._closed:
-            raise ConnectionClosed("send on a closed connection")
         async with self._send_lock:
+            # Checked under the lock: another task may have closed meanwhile.
+            if self._closed or not self.channel.is_open:
+                raise ConnectionClosed("send on a closed connection")
             self.channel.send_message(data)
             await self._write_locked()
 
     async def ping(self) -> None:
         """Send a heartbeat; its answer updates :attr:`rtt` when received."""
-        if self._closed:
-            raise ConnectionClosed("ping on a closed connection")
         async with self._send_lock:
+            if self._closed or not self.channel.is_open:
+                raise ConnectionClosed("ping on a closed connection")
             self.channel.send_ping(struct.pack(">d", trio.current_time()))
             await self._write_locked()
 

@@ -1,0 +1,426 @@
+"""The peer manager: one authenticated connection to every certified device we can reach.
+
+It listens on TCP, dials every address it learns (from mDNS, from the
+command line, from other peers' gossip), authenticates each connection with
+the secure channel, and keeps exactly one connection per pair of devices.
+
+Rules, each chosen so that both ends decide the same thing without talking:
+
+* **One connection per pair.**  When two connections to the same device are
+  up (both dialled at once, or two addresses of one host), each side keeps
+  the one *initiated by the smaller device key* (bytewise) and closes the
+  other; if both were initiated by the same side, the older one stays.
+* **Liveness from heartbeats, not mDNS.**  Every ``heartbeat`` seconds we
+  ping; a peer silent for ``idle`` seconds is dropped (zeroconf keeps a
+  crashed peer's record for ~19 minutes, so mDNS cannot tell us).
+* **Reconnection with jittered exponential backoff** per address (1 s, 2 s,
+  4 s … up to 30 s, each ×0.5–1.5 at random), reset on success, so a
+  partition that heals is bridged within seconds without a storm of dials.
+* **Gossip of listening addresses.**  Each peer tells us its listening port
+  (``hello``); whenever the set of connected peers changes we send every
+  peer the listening addresses of the others (``peers``), so knowing one
+  reachable node is enough to reach them all.
+
+Everything a peer sends is untrusted: malformed messages close its
+connection; gossip cannot make us dial more than ``max_addresses`` places.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import trio
+
+from p2ptchap.core import peerwire
+from p2ptchap.core.channel import ChannelConfig, PeerRejected, SecureChannel, Verifier
+from p2ptchap.core.errors import DecodeError, RemoteError
+from p2ptchap.core.identity import VerifiedDevice
+from p2ptchap.core.keys import DeviceKey, Rng
+from p2ptchap.core.noise import HandshakeError, X25519KeyPair
+from p2ptchap.net.connection import ConnectionClosed, ConnectionFailed, SecureConnection, Timeouts
+
+log = logging.getLogger("p2ptchap.peers")
+
+Via = Literal["mdns", "static", "gossip", "incoming"]
+Address = tuple[str, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocalDevice:
+    """What the peer manager needs to know about ourselves."""
+
+    device_key: DeviceKey
+    static: X25519KeyPair
+    credentials: bytes
+    verify: Verifier
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """Tunables; the defaults suit a LAN."""
+
+    heartbeat: float = 2.0
+    timeouts: Timeouts = dataclasses.field(
+        default_factory=lambda: Timeouts(handshake=10.0, idle=6.0)
+    )
+    backoff_min: float = 1.0
+    backoff_max: float = 30.0
+    gossip_interval: float = 15.0
+    max_addresses: int = 1024
+    channel: ChannelConfig = dataclasses.field(default_factory=ChannelConfig)
+
+
+@dataclasses.dataclass
+class _AddressState:
+    via: Via
+    failures: int = 0
+    next_attempt: float = 0.0
+    dialing: bool = False
+    is_self: bool = False
+    #: The device last reached at this address: no need to dial while it is
+    #: connected (perhaps by its own dial to us).
+    device: DeviceKey | None = None
+
+
+@dataclasses.dataclass
+class Peer:
+    """A connected, authenticated device."""
+
+    verified: VerifiedDevice
+    connection: SecureConnection
+    address: Address
+    via: Via
+    we_initiated: bool
+    since: float  # wall clock, for display
+    opened: float  # trio clock, to tell older from newer
+    listen_port: int | None = None
+
+    @property
+    def device_key(self) -> DeviceKey:
+        return self.verified.device.device_key
+
+    @property
+    def listen_address(self) -> Address | None:
+        return (self.address[0], self.listen_port) if self.listen_port else None
+
+    def describe(self) -> dict[str, object]:
+        """The JSON-ready view used by ``p2ptchap peers --json``."""
+        rtt = self.connection.rtt
+        return {
+            "email": self.verified.account.email,
+            "name": self.verified.account.display_name,
+            "kind": self.verified.account.kind.value,
+            "device": self.verified.device.device_id,
+            "device_name": self.verified.device.name,
+            "address": f"{self.address[0]}:{self.listen_port or self.address[1]}",
+            "via": self.via,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
+            "rtt_ms": None if rtt is None else round(rtt * 1000, 2),
+        }
+
+
+class PeerManager:
+    """Keeps connections to every reachable certified device (see module docs)."""
+
+    def __init__(
+        self,
+        me: LocalDevice,
+        *,
+        rng: Rng,
+        settings: PeerSettings = PeerSettings(),
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
+        self.me = me
+        self.settings = settings
+        self._rng = rng
+        self._jitter = jitter or random.SystemRandom().random
+        self._addresses: dict[Address, _AddressState] = {}
+        self._peers: dict[DeviceKey, Peer] = {}
+        self._wake_dialer = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.listen_port: int | None = None
+        #: Counters for the network-health view: rejected handshakes by reason.
+        self.rejections: dict[str, int] = {}
+
+    # --- public -----------------------------------------------------------------
+
+    def peers(self) -> list[Peer]:
+        return sorted(self._peers.values(), key=lambda p: p.verified.account.email)
+
+    def add_address(self, host: str, port: int, via: Via) -> None:
+        """Learn an address to dial (idempotent; the first source is kept)."""
+        key = (host, port)
+        if key in self._addresses:
+            return
+        if len(self._addresses) >= self.settings.max_addresses:
+            log.debug("address book full; ignoring %s:%d", host, port)
+            return
+        self._addresses[key] = _AddressState(via)
+        self._wake_dialer.set()
+
+    def disconnect(self, should_drop: Callable[[VerifiedDevice], bool]) -> int:
+        """Close connections to peers for which ``should_drop`` is true (e.g. now revoked)."""
+        dropped = 0
+        for peer in list(self._peers.values()):
+            if should_drop(peer.verified):
+                dropped += 1
+                self._spawn(peer.connection.aclose)
+        return dropped
+
+    async def run(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0 = any port) and run until cancelled.
+
+        Reports the actual port through ``task_status``.
+        """
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.listen_port = listeners[0].socket.getsockname()[1]
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(trio.serve_listeners, self._accept, listeners)
+                nursery.start_soon(self._dial_loop)
+                nursery.start_soon(self._gossip_loop)
+                task_status.started(self.listen_port)
+        finally:
+            self._nursery = None
+
+    async def aclose_all(self) -> None:
+        """Close every connection cleanly (peers see a CLOSE, not a cut)."""
+        async with trio.open_nursery() as nursery:
+            for peer in list(self._peers.values()):
+                nursery.start_soon(peer.connection.aclose)
+
+    # --- connecting ---------------------------------------------------------------
+
+    def _spawn(self, fn: Callable[..., object], *args: object) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)  # type: ignore[arg-type]
+
+    def _channel(self, *, initiator: bool) -> SecureChannel:
+        return SecureChannel(
+            initiator=initiator,
+            static=self.me.static,
+            credentials=self.me.credentials,
+            verify=self.me.verify,
+            rng=self._rng,
+            config=self.settings.channel,
+        )
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        host, port = stream.socket.getpeername()[:2]
+        connection = SecureConnection(
+            stream, self._channel(initiator=False), timeouts=self.settings.timeouts
+        )
+        await self._serve(connection, (host, port), "incoming", we_initiated=False)
+
+    async def _dial_loop(self) -> None:
+        while True:
+            now = trio.current_time()
+            connected = {p.listen_address for p in self._peers.values()} | {
+                p.address for p in self._peers.values()
+            }
+            wake_at = math.inf
+            for address, state in self._addresses.items():
+                if state.dialing or state.is_self or address in connected:
+                    continue
+                if state.device is not None and state.device in self._peers:
+                    continue
+                if state.next_attempt <= now:
+                    state.dialing = True
+                    self._spawn(self._dial, address, state)
+                else:
+                    wake_at = min(wake_at, state.next_attempt)
+            self._wake_dialer = trio.Event()
+            with trio.move_on_at(min(wake_at, now + 1.0)):
+                await self._wake_dialer.wait()
+
+    async def _dial(self, address: Address, state: _AddressState) -> None:
+        try:
+            try:
+                with trio.fail_after(self.settings.timeouts.handshake):
+                    stream = await trio.open_tcp_stream(*address)
+            except (OSError, trio.TooSlowError) as exc:
+                self._backoff(address, state, f"unreachable ({exc})")
+                return
+            connection = SecureConnection(
+                stream, self._channel(initiator=True), timeouts=self.settings.timeouts
+            )
+            ok = await self._serve(connection, address, state.via, we_initiated=True, state=state)
+            if not ok:
+                self._backoff(address, state, "connection failed")
+            else:
+                # It was up and has ended (or was a duplicate): wait a little
+                # before dialling again, so a flapping link cannot spin us.
+                state.next_attempt = trio.current_time() + self.settings.backoff_min * (
+                    0.5 + self._jitter()
+                )
+        finally:
+            state.dialing = False
+            self._wake_dialer.set()
+
+    def _backoff(self, address: Address, state: _AddressState, why: str) -> None:
+        state.failures += 1
+        delay = min(
+            self.settings.backoff_max, self.settings.backoff_min * 2 ** (state.failures - 1)
+        )
+        delay *= 0.5 + self._jitter()
+        state.next_attempt = trio.current_time() + delay
+        log.debug("%s:%d %s; next try in %.1f s", *address, why, delay)
+
+    # --- one connection -------------------------------------------------------------
+
+    async def _serve(
+        self,
+        connection: SecureConnection,
+        address: Address,
+        via: Via,
+        *,
+        we_initiated: bool,
+        state: _AddressState | None = None,
+    ) -> bool:
+        """Handshake, then run the connection until it ends; return whether it was established."""
+        try:
+            verified = await connection.handshake()
+        except PeerRejected as exc:
+            self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
+            log.warning("refused %s:%d: %s (%s)", *address, exc.reason.value, exc.detail)
+            return False
+        except (RemoteError, ConnectionFailed) as exc:
+            reason = (
+                "handshake failed (wrong network key?)"
+                if isinstance(exc, HandshakeError)
+                else str(exc)
+            )
+            log.info("no secure connection with %s:%d: %s", *address, reason)
+            return False
+        if verified.device.device_key == self.me.device_key:
+            # We dialled ourselves (our own address came back by gossip).
+            if state is not None:
+                state.is_self = True
+            await connection.aclose()
+            return True
+        if state is not None:
+            state.failures = 0
+            state.device = verified.device.device_key
+        peer = Peer(
+            verified,
+            connection,
+            address,
+            via,
+            we_initiated,
+            since=time.time(),
+            opened=trio.current_time(),
+        )
+        if not self._register(peer):
+            await connection.aclose()
+            return True
+        log.info(
+            "connected to %s <%s> (device %s) at %s:%d via %s",
+            verified.account.display_name,
+            verified.account.email,
+            verified.device.device_id,
+            *address,
+            via,
+        )
+        try:
+            await self._run_peer(peer)
+        finally:
+            if self._peers.get(peer.device_key) is peer:
+                del self._peers[peer.device_key]
+                log.info("lost %s <%s>", verified.account.display_name, verified.account.email)
+                self._announce()
+            self._wake_dialer.set()
+        return True
+
+    def _register(self, peer: Peer) -> bool:
+        """Keep ``peer`` unless a better connection to the same device exists."""
+        current = self._peers.get(peer.device_key)
+        if current is not None and not self._better(peer, current):
+            return False
+        self._peers[peer.device_key] = peer
+        if current is not None:
+            self._spawn(current.connection.aclose)
+        self._announce()
+        return True
+
+    def _better(self, new: Peer, old: Peer) -> bool:
+        smaller = min(bytes(self.me.device_key), bytes(new.device_key))
+
+        def initiator(p: Peer) -> bytes:
+            return bytes(self.me.device_key) if p.we_initiated else bytes(p.device_key)
+
+        new_good, old_good = initiator(new) == smaller, initiator(old) == smaller
+        if new_good != old_good:
+            return new_good
+        return False  # same rule for both: the older one stays
+
+    async def _run_peer(self, peer: Peer) -> None:
+        connection = peer.connection
+        await connection.send_message(peerwire.encode_hello(self.listen_port or 0))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._heartbeat, connection)
+            try:
+                while (data := await connection.receive_message()) is not None:
+                    self._handle(peer, data)
+            except (RemoteError, ConnectionFailed, ConnectionClosed, DecodeError) as exc:
+                log.info("connection to %s ended: %s", peer.verified.account.email, exc)
+                await connection.aclose()
+            nursery.cancel_scope.cancel()
+
+    async def _heartbeat(self, connection: SecureConnection) -> None:
+        while True:
+            await trio.sleep(self.settings.heartbeat)
+            try:
+                await connection.ping()
+            except (ConnectionFailed, ConnectionClosed):
+                return
+
+    def _handle(self, peer: Peer, data: bytes) -> None:
+        message = peerwire.decode(data)
+        if isinstance(message, peerwire.Hello):
+            peer.listen_port = message.port
+            self._announce()
+        elif isinstance(message, peerwire.Peers):
+            for host, port in message.addresses:
+                self.add_address(host, port, "gossip")
+        else:
+            log.debug(
+                "ignoring message of type %r from %s", message.type, peer.verified.account.email
+            )
+
+    # --- gossip ------------------------------------------------------------------------
+
+    def _announce(self) -> None:
+        """Tell every peer the listening addresses of the others."""
+        for peer in list(self._peers.values()):
+            others = [
+                p.listen_address
+                for p in self._peers.values()
+                if p is not peer and p.listen_address is not None
+            ]
+            if others:
+                self._spawn(self._send_quietly, peer, peerwire.encode_peers(others))
+
+    async def _send_quietly(self, peer: Peer, data: bytes) -> None:
+        # A failure here is that connection's end, which its receive loop
+        # notices and reports; gossip has nothing to add.
+        with contextlib.suppress(ConnectionFailed, ConnectionClosed):
+            await peer.connection.send_message(data)
+
+    async def _gossip_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.gossip_interval)
+            self._announce()

@@ -1,0 +1,146 @@
+"""The peer manager with real TCP on loopback: gossip, de-duplication, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from p2ptchap.core import identity
+from p2ptchap.core.channel import make_credentials
+from p2ptchap.core.keys import Rng
+from p2ptchap.core.noise import X25519KeyPair
+from p2ptchap.core.revocation import RevocationSet, revoke_device
+from p2ptchap.net.connection import Timeouts
+from p2ptchap.net.peers import LocalDevice, PeerManager, PeerSettings
+from tests.conftest import NOW, Member, Org
+
+FAST = PeerSettings(
+    heartbeat=0.2,
+    timeouts=Timeouts(handshake=3, idle=2),
+    backoff_min=0.05,
+    backoff_max=0.5,
+    gossip_interval=1.0,
+)
+
+
+def local_device(member: Member, org: Org, revocations: RevocationSet | None = None) -> LocalDevice:
+    static = X25519KeyPair(member.exchange_secret.secret_bytes())
+    known = revocations or RevocationSet()
+    return LocalDevice(
+        device_key=member.device_secret.public_key(),
+        static=static,
+        credentials=make_credentials(
+            member.certificate, member.device, member.device_secret, static.public
+        ),
+        verify=lambda account, device: identity.verify_chain(
+            account, device, org.trust, known, NOW
+        ),
+    )
+
+
+async def wait_until(predicate: object, timeout: float = 10) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():  # type: ignore[operator]
+            await trio.sleep(0.02)
+
+
+def emails(manager: PeerManager) -> set[str]:
+    return {p.verified.account.email for p in manager.peers()}
+
+
+class Net:
+    """Managers running in one nursery, each on its own loopback port."""
+
+    def __init__(self, nursery: trio.Nursery, rng: Rng) -> None:
+        self.nursery = nursery
+        self.rng = rng
+
+    async def start(self, device: LocalDevice) -> tuple[PeerManager, int]:
+        manager = PeerManager(device, rng=self.rng, settings=FAST)
+        port: int = await self.nursery.start(manager.run, "127.0.0.1", 0)
+        return manager, port
+
+
+@pytest.fixture
+async def net(rng: Rng) -> AsyncIterator[Net]:
+    async with trio.open_nursery() as nursery:
+        yield Net(nursery, rng)
+        nursery.cancel_scope.cancel()
+
+
+async def test_knowing_one_peer_is_enough_to_reach_all(org: Org, net: Net) -> None:
+    members = [org.member(f"{n}@x.gouv.fr", n.title()) for n in ("alice", "bruno", "carole")]
+    (a, _), (b, port_b), (c, port_c) = [await net.start(local_device(m, org)) for m in members]
+    a.add_address("127.0.0.1", port_b, "static")  # Alice knows only Bruno
+    b.add_address("127.0.0.1", port_c, "static")  # Bruno knows only Carole
+    await wait_until(lambda: len(a.peers()) == 2 and len(c.peers()) == 2)
+    assert emails(a) == {"bruno@x.gouv.fr", "carole@x.gouv.fr"}
+    via = {p.verified.account.email: p.via for p in a.peers()}
+    assert via["bruno@x.gouv.fr"] == "static"
+    assert via["carole@x.gouv.fr"] in {"gossip", "incoming"}
+    described = a.peers()[0].describe()
+    assert set(described) >= {"email", "device", "address", "via", "since", "rtt_ms"}
+
+
+async def test_simultaneous_dials_leave_one_connection_chosen_alike(org: Org, net: Net) -> None:
+    alice, bruno = org.member("alice@x.gouv.fr", "Alice"), org.member("bruno@x.gouv.fr", "Bruno")
+    a, port_a = await net.start(local_device(alice, org))
+    b, port_b = await net.start(local_device(bruno, org))
+    a.add_address("127.0.0.1", port_b, "static")
+    b.add_address("127.0.0.1", port_a, "static")
+    await wait_until(lambda: len(a.peers()) == 1 and len(b.peers()) == 1)
+    await trio.sleep(1.0)  # let any duplicate settle, then check it stays single
+    assert len(a.peers()) == len(b.peers()) == 1
+    # Both ends kept the connection initiated by the smaller device key.
+    smaller_is_alice = bytes(alice.device_secret.public_key()) < bytes(
+        bruno.device_secret.public_key()
+    )
+    assert a.peers()[0].we_initiated is smaller_is_alice
+    assert b.peers()[0].we_initiated is not smaller_is_alice
+
+
+async def test_a_revoked_device_is_refused(org: Org, net: Net) -> None:
+    alice, eve = org.member("alice@x.gouv.fr", "Alice"), org.member("eve@x.gouv.fr", "Eve")
+    revocations = RevocationSet()
+    revocations.add(
+        revoke_device(eve.secret, eve.certificate, eve.device_secret.public_key(), NOW), org.trust
+    )
+    a, port_a = await net.start(local_device(alice, org, revocations))
+    e, _ = await net.start(local_device(eve, org))
+    e.add_address("127.0.0.1", port_a, "static")
+    await wait_until(lambda: a.rejections.get("revoked", 0) >= 2)
+    assert a.peers() == [] and e.peers() == []
+
+
+async def test_our_own_address_is_recognised_and_not_dialled_again(org: Org, net: Net) -> None:
+    alice = org.member("alice@x.gouv.fr", "Alice")
+    a, port_a = await net.start(local_device(alice, org))
+    a.add_address("127.0.0.1", port_a, "gossip")
+    await wait_until(lambda: a._addresses[("127.0.0.1", port_a)].is_self)
+    assert a.peers() == []
+
+
+async def test_a_peer_that_goes_away_is_noticed_and_found_again(org: Org, rng: Rng) -> None:
+    alice, bruno = org.member("alice@x.gouv.fr", "Alice"), org.member("bruno@x.gouv.fr", "Bruno")
+    async with trio.open_nursery() as outer:
+        a = PeerManager(local_device(alice, org), rng=rng, settings=FAST)
+        await outer.start(a.run, "127.0.0.1", 0)
+        b = PeerManager(local_device(bruno, org), rng=rng, settings=FAST)
+        b_scope = trio.CancelScope()
+
+        async def run_b(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+            with b_scope:
+                await b.run("127.0.0.1", 0, task_status=task_status)
+
+        port_b = await outer.start(run_b)
+        a.add_address("127.0.0.1", port_b, "static")
+        await wait_until(lambda: len(a.peers()) == 1)
+        b_scope.cancel()  # Bruno's node stops
+        await wait_until(lambda: a.peers() == [], timeout=5)
+        # Bruno comes back on the same port: Alice reconnects by herself.
+        b2 = PeerManager(local_device(bruno, org), rng=rng, settings=FAST)
+        await outer.start(b2.run, "127.0.0.1", port_b)
+        await wait_until(lambda: len(a.peers()) == 1, timeout=10)
+        outer.cancel_scope.cancel()
