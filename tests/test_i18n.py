@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 import pytest
@@ -18,8 +19,10 @@ from tests.i18n_messages import messages
 FRENCH = parse_po((LOCALE_DIR / "fr" / "LC_MESSAGES" / "p2ptchap.po").read_text("utf-8"))
 
 
-def fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+def fields(template: str) -> tuple[set[str], list[str]]:
+    """The ``{name}`` fields (any order) and the ``%`` conversions (in order) of a template."""
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return names, re.findall(r"%[sd]", template)
 
 
 def test_every_user_visible_message_has_a_french_translation() -> None:

@@ -40,7 +40,7 @@ import trio
 
 from p2ptchap.core import peerwire
 from p2ptchap.core.channel import ChannelConfig, PeerRejected, SecureChannel, Verifier
-from p2ptchap.core.errors import DecodeError, RemoteError
+from p2ptchap.core.errors import N_, DecodeError, RemoteError
 from p2ptchap.core.identity import VerifiedDevice
 from p2ptchap.core.keys import DeviceKey, Rng
 from p2ptchap.core.noise import HandshakeError, X25519KeyPair
@@ -296,15 +296,15 @@ class PeerManager:
             verified = await connection.handshake()
         except PeerRejected as exc:
             self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
-            log.warning("refused %s:%d: %s (%s)", *address, exc.reason.value, exc.detail)
+            log.warning(N_("refused %s:%d: %s (%s)"), *address, exc.reason.value, exc.detail)
             return False
         except (RemoteError, ConnectionFailed) as exc:
             reason = (
-                "handshake failed (wrong network key?)"
+                N_("handshake failed (wrong network key?)")
                 if isinstance(exc, HandshakeError)
                 else str(exc)
             )
-            log.info("no secure connection with %s:%d: %s", *address, reason)
+            log.info(N_("no secure connection with %s:%d: %s"), *address, reason)
             return False
         if verified.device.device_key == self.me.device_key:
             # We dialled ourselves (our own address came back by gossip).
@@ -328,7 +328,7 @@ class PeerManager:
             await connection.aclose()
             return True
         log.info(
-            "connected to %s <%s> (device %s) at %s:%d via %s",
+            N_("connected to %s <%s> (device %s) at %s:%d via %s"),
             verified.account.display_name,
             verified.account.email,
             verified.device.device_id,
@@ -340,7 +340,7 @@ class PeerManager:
         finally:
             if self._peers.get(peer.device_key) is peer:
                 del self._peers[peer.device_key]
-                log.info("lost %s <%s>", verified.account.display_name, verified.account.email)
+                log.info(N_("lost %s <%s>"), verified.account.display_name, verified.account.email)
                 self._announce()
             self._wake_dialer.set()
         return True
@@ -376,7 +376,7 @@ class PeerManager:
                 while (data := await connection.receive_message()) is not None:
                     self._handle(peer, data)
             except (RemoteError, ConnectionFailed, ConnectionClosed, DecodeError) as exc:
-                log.info("connection to %s ended: %s", peer.verified.account.email, exc)
+                log.info(N_("connection to %s ended: %s"), peer.verified.account.email, exc)
                 await connection.aclose()
             nursery.cancel_scope.cancel()
 

@@ -10,10 +10,7 @@ operation, 2 for wrong usage, 130 when interrupted — and never a traceback
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
-import getpass
-import json
 import os
 import sys
 import time
@@ -29,8 +26,9 @@ from p2ptchap.core.errors import N_, P2PTchapError, UsageError, VerificationErro
 from p2ptchap.i18n import Translator
 from p2ptchap.store.files import read_file
 from p2ptchap.store.home import Home, default_home
+from p2ptchap.ui import cli_network
+from p2ptchap.ui.context import EXIT_FAILURE, Context, emit_json
 
-EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -51,39 +49,6 @@ STATUS_WORDS = (
     N_("malformed"),
     N_("mismatch"),
 )
-
-
-@dataclasses.dataclass
-class Context:
-    """What every command needs: where, when, randomness, the passphrase, the language."""
-
-    home: Home
-    tr: Translator
-    out: TextIO
-    now: int
-    rng: Callable[[int], bytes]
-    json: bool = False
-
-    def say(self, template: str, **values: object) -> None:
-        """Print a translated line to standard output."""
-        print(self.tr(template).format(**values), file=self.out)
-
-    def passphrase(self, *, confirm: bool = False) -> str:
-        """From ``$P2PTCHAP_PASSPHRASE``, else asked on the terminal."""
-        value = os.environ.get("P2PTCHAP_PASSPHRASE")
-        if value is not None:
-            return value
-        if not sys.stdin.isatty():
-            raise UsageError(
-                "no passphrase",
-                user_message=(
-                    "No passphrase: set P2PTCHAP_PASSPHRASE or run the command in a terminal."
-                ),
-            )
-        first = getpass.getpass(self.tr("Passphrase: "))
-        if confirm and getpass.getpass(self.tr("Passphrase (again): ")) != first:
-            raise UsageError("passphrases differ", user_message="The two passphrases differ.")
-        return first
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,11 +72,6 @@ def _parse_time(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return int(moment.timestamp())
-
-
-def _emit_json(ctx: Context, value: Any) -> None:
-    json.dump(value, ctx.out, ensure_ascii=False, indent=2)
-    ctx.out.write("\n")
 
 
 # --- authority ---------------------------------------------------------------
@@ -278,7 +238,7 @@ def cmd_enroll(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
     info = accounts.whoami(ctx.home, ctx.now)
     if args.json:
-        _emit_json(ctx, info)
+        emit_json(ctx, info)
         return 0
     if info["status"] == "pending-enrolment":
         ctx.say(
@@ -344,7 +304,7 @@ def cmd_device_import(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_device_list(ctx: Context, args: argparse.Namespace) -> int:
     devices = accounts.list_devices(ctx.home, ctx.now)
     if args.json:
-        _emit_json(ctx, devices)
+        emit_json(ctx, devices)
     else:
         _print_devices(ctx, devices)
     return 0
@@ -381,7 +341,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         account, device = accounts.verify_files(ctx.home, args.certificate, args.device, at)
     except VerificationError as exc:
         if args.json:
-            _emit_json(ctx, {"valid": False, "reason": exc.reason.value})
+            emit_json(ctx, {"valid": False, "reason": exc.reason.value})
         else:
             ctx.say(
                 "Invalid ({reason}): {message}", reason=exc.reason.value, message=exc.render(ctx.tr)
@@ -397,7 +357,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         "device": device.device_id if device else None,
     }
     if args.json:
-        _emit_json(ctx, result)
+        emit_json(ctx, result)
     else:
         ctx.say(
             "Valid: {name} <{email}>, {kind}, certified by '{authority}' until {until}.",
@@ -584,6 +544,7 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
 
     sub = command(commands, "demo", cmd_demo, "run the identity walk-through in a temporary folder")
     sub.add_argument("--keep", action="store_true", help=tr("keep the temporary folder"))
+    cli_network.add_commands(commands, command, tr)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The local control API used by the CLI and the terminal app."""

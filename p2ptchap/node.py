@@ -1,0 +1,253 @@
+"""The node: a home folder's identity, put on the network.
+
+:class:`Node` loads the device's certificates and secrets from the home
+folder, listens for and dials peers (:mod:`p2ptchap.net.peers`), advertises
+itself and finds others over mDNS (:mod:`p2ptchap.net.discovery`), answers
+the control socket (:mod:`p2ptchap.api.control`), and watches the
+revocation list so that a device revoked while we run is disconnected at
+once.  It runs until cancelled, and then closes every connection cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2ptchap import accounts
+from p2ptchap.api.control import ControlServer
+from p2ptchap.core import identity
+from p2ptchap.core.channel import ChannelConfig, make_credentials
+from p2ptchap.core.errors import N_, UsageError, VerificationError
+from p2ptchap.core.identity import VerifiedDevice
+from p2ptchap.core.noise import X25519KeyPair
+from p2ptchap.core.revocation import RevocationSet
+from p2ptchap.net.discovery import Discovery, PeerSeen, new_instance_id
+from p2ptchap.net.peers import LocalDevice, PeerManager, PeerSettings
+from p2ptchap.store.home import Home
+
+log = logging.getLogger("p2ptchap.node")
+
+CONFIG_FILE = "config.toml"
+DEFAULT_PORT = 7755
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """How the node meets the network; the CLI and ``HOME/config.toml`` fill it."""
+
+    port: int = DEFAULT_PORT
+    interface: str | None = None
+    peers: tuple[tuple[str, int], ...] = ()
+    mdns: bool = True
+    network_key: bytes | None = None
+    settings: PeerSettings = dataclasses.field(default_factory=PeerSettings)
+
+
+def parse_peer(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``; raise :class:`UsageError`."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(
+            f"bad peer {text!r}",
+            user_message=N_("'{peer}' is not a peer address of the form HOST:PORT."),
+            peer=text,
+        )
+    return host, int(port)
+
+
+def read_network_key(path: Path) -> bytes:
+    """A network key file: 64 hexadecimal digits (32 bytes)."""
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        key = b""
+    if len(key) != 32:
+        raise UsageError(
+            f"bad network key {path}",
+            user_message=N_("The network key file {path} must hold 64 hexadecimal digits."),
+            path=path,
+        )
+    return key
+
+
+def load_config(home: Home) -> dict[str, Any]:
+    """The ``[network]`` table of ``HOME/config.toml`` (empty if there is none)."""
+    path = home.root / CONFIG_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(
+            str(exc), user_message=N_("The configuration file {path} is not valid TOML."), path=path
+        ) from exc
+    network = data.get("network", {})
+    if not isinstance(network, dict):
+        raise UsageError(
+            "network is not a table",
+            user_message=N_("In {path}, [network] must be a table."),
+            path=path,
+        )
+    return network
+
+
+class Node:
+    """One running node (see the module documentation)."""
+
+    def __init__(
+        self,
+        home: Home,
+        passphrase: str,
+        config: NodeConfig,
+        *,
+        rng: Callable[[int], bytes] = os.urandom,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self._clock = clock
+        now = int(clock())
+        self.account, self.trust, self._revocations = accounts.load_account(home, now)
+        self.device = accounts.current_device(home)
+        secrets = accounts.DeviceSecrets.decode(
+            home.read_secret(home.device_key, passphrase, accounts.NO_ACCOUNT)
+        )
+        identity.verify_device_certificate(self.device.raw, self.account, self._revocations)
+        static = X25519KeyPair(secrets.exchange.secret_bytes())
+        self._revocations_mtime = self._mtime()
+        settings = dataclasses.replace(
+            config.settings, channel=ChannelConfig(network_key=config.network_key)
+        )
+        self.peers = PeerManager(
+            LocalDevice(
+                device_key=self.device.device_key,
+                static=static,
+                credentials=make_credentials(
+                    self.account.raw, self.device.raw, secrets.signing, static.public
+                ),
+                verify=self._verify,
+            ),
+            rng=rng,
+            settings=settings,
+        )
+        self.instance_id = new_instance_id(rng)
+        self.port: int | None = None
+        self._nursery: trio.Nursery | None = None
+        self.control = ControlServer(home.root)
+        self.control.register("peers", self._cmd_peers)
+        self.control.register("status", self._cmd_status)
+
+    def _verify(self, account: bytes, device: bytes) -> VerifiedDevice:
+        return identity.verify_chain(
+            account, device, self.trust, self._revocations, int(self._clock())
+        )
+
+    def _mtime(self) -> float:
+        try:
+            return self.home.revocations_file.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; report the listening port through ``task_status``."""
+        host = self.config.interface or "0.0.0.0"  # noqa: S104 - a LAN node listens on the LAN
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.control.run)
+                self.port = await nursery.start(self.peers.run, host, self.config.port)
+                for peer_host, peer_port in self.config.peers:
+                    self.peers.add_address(peer_host, peer_port, "static")
+                if self.config.mdns:
+                    nursery.start_soon(self._discover)
+                nursery.start_soon(self._watch_revocations)
+                log.info(
+                    N_("node up: %s <%s>, device %s, port %d"),
+                    self.account.display_name,
+                    self.account.email,
+                    self.device.device_id,
+                    self.port,
+                )
+                task_status.started(self.port)
+        finally:
+            self._nursery = None
+
+    async def stop(self) -> None:
+        """Close every connection cleanly (peers read a CLOSE, not a cut), then stop."""
+        with trio.move_on_after(2):
+            await self.peers.aclose_all()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _discover(self) -> None:
+        assert self.port is not None
+        addresses = [self.config.interface] if self.config.interface else None
+        discovery = Discovery(self.port, self.instance_id, addresses)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(discovery.run)
+            async for event in discovery.events:
+                if isinstance(event, PeerSeen):
+                    for address in event.addresses:
+                        self.peers.add_address(address, event.port, "mdns")
+
+    async def _watch_revocations(self) -> None:
+        """Reload revocations when the file changes; drop peers revoked meanwhile."""
+        while True:
+            await trio.sleep(2)
+            mtime = self._mtime()
+            if mtime == self._revocations_mtime:
+                continue
+            self._revocations_mtime = mtime
+            revocations: RevocationSet = await trio.to_thread.run_sync(
+                self.home.revocations, self.trust
+            )
+            self._revocations = revocations
+
+            def revoked(peer: VerifiedDevice) -> bool:
+                try:
+                    self._verify(peer.account.raw, peer.device.raw)
+                except VerificationError:
+                    return True
+                return False
+
+            dropped = self.peers.disconnect(revoked)
+            if dropped:
+                log.warning(N_("disconnected %d peer(s) revoked since they connected"), dropped)
+
+    async def _cmd_peers(self, request: dict[str, Any]) -> list[dict[str, object]]:
+        await trio.lowlevel.checkpoint()
+        return [peer.describe() for peer in self.peers.peers()]
+
+    async def _cmd_status(self, request: dict[str, Any]) -> dict[str, object]:
+        await trio.lowlevel.checkpoint()
+        return {
+            "email": self.account.email,
+            "device": self.device.device_id,
+            "port": self.port,
+            "mdns": self.config.mdns,
+            "instance": self.instance_id,
+            "peers": len(self.peers.peers()),
+            "rejected": dict(self.peers.rejections),
+        }
+
+
+def check_interface(address: str) -> str:
+    """Validate an ``--interface`` IP literal; raise :class:`UsageError`."""
+    try:
+        return str(ipaddress.IPv4Address(address))
+    except ValueError:
+        raise UsageError(
+            f"bad interface {address!r}",
+            user_message=N_("'{address}' is not an IPv4 address of this computer."),
+            address=address,
+        ) from None

@@ -1,0 +1,159 @@
+"""Network commands of the CLI: ``up``, ``peers``, ``network-key``.
+
+``up`` runs the node in the foreground and logs, in the user's language,
+peers found, connected, refused (with the reason) and lost.  ``peers`` asks
+the running node through the control socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2ptchap.api import control
+from p2ptchap.core.errors import N_
+from p2ptchap.i18n import Translator
+from p2ptchap.node import (
+    DEFAULT_PORT,
+    Node,
+    NodeConfig,
+    check_interface,
+    load_config,
+    parse_peer,
+    read_network_key,
+)
+from p2ptchap.store.files import write_new
+from p2ptchap.ui.context import Context, emit_json
+
+
+class TranslatingFormatter(logging.Formatter):
+    """Formats log records in the user's language: ``%``-templates are msgids."""
+
+    def __init__(self, tr: Translator) -> None:
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        self.tr = tr
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.msg, str):
+            record.msg = self.tr(record.msg)
+            if isinstance(record.args, tuple):
+                record.args = tuple(self.tr(a) if isinstance(a, str) else a for a in record.args)
+        return super().format(record)
+
+
+def _node_config(ctx: Context, args: argparse.Namespace) -> NodeConfig:
+    """Command-line options over ``HOME/config.toml`` over defaults."""
+    file = load_config(ctx.home)
+    peers = [parse_peer(str(p)) for p in file.get("peers", [])]
+    peers += [parse_peer(p) for p in args.peer]
+    interface = args.interface or file.get("interface")
+    key_path = args.network_key or file.get("network_key_file")
+    port = args.port if args.port is not None else int(file.get("port", DEFAULT_PORT))
+    return NodeConfig(
+        port=port,
+        interface=check_interface(str(interface)) if interface else None,
+        peers=tuple(peers),
+        mdns=not args.no_mdns and bool(file.get("mdns", True)),
+        network_key=read_network_key(Path(key_path)) if key_path else None,
+    )
+
+
+def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
+    config = _node_config(ctx, args)
+    node = Node(ctx.home, ctx.passphrase(), config)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TranslatingFormatter(ctx.tr))
+    root = logging.getLogger("p2ptchap")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(node.run)
+                ctx.say("Node running on port {port}; Ctrl-C to stop.", port=port)
+                ctx.out.flush()
+                async for _ in signals:
+                    await node.stop()
+                    break
+
+    trio.run(main)
+    ctx.say("Node stopped.")
+    return 0
+
+
+def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
+    peers: list[dict[str, Any]] = control.call(ctx.home.root, "peers")
+    if args.json:
+        emit_json(ctx, peers)
+        return 0
+    if not peers:
+        ctx.say(
+            "No peer connected. If other nodes run on this network, multicast may be "
+            "blocked: give a reachable node with --peer HOST:PORT."
+        )
+        return 0
+    for peer in peers:
+        rtt = "—" if peer["rtt_ms"] is None else f"{peer['rtt_ms']:.1f} ms"
+        ctx.say(
+            "{name} <{email}>  {device}  {address}  {via}  {since}  {rtt}",
+            name=peer["name"],
+            email=peer["email"],
+            device=peer["device"],
+            address=peer["address"],
+            via=ctx.tr(peer["via"]),
+            since=peer["since"],
+            rtt=rtt,
+        )
+    return 0
+
+
+def cmd_network_key(ctx: Context, args: argparse.Namespace) -> int:
+    write_new(args.out, (os.urandom(32).hex() + "\n").encode("ascii"))
+    ctx.say(
+        "Network key written to {path}; give it to every node (--network-key) "
+        "over a trusted channel.",
+        path=args.out,
+    )
+    return 0
+
+
+# How each peer was found, shown through ctx.tr.
+VIA_WORDS = (N_("mdns"), N_("static"), N_("gossip"), N_("incoming"))
+
+
+def add_commands(commands: Any, command: Callable[..., Any], tr: Translator) -> None:
+    """Add the network commands to the CLI's parser."""
+    sub = command(commands, "up", cmd_up, "run this node on the network until Ctrl-C")
+    sub.add_argument(
+        "--port", type=int, default=None, help=tr("TCP port to listen on (0 = any; default 7755)")
+    )
+    sub.add_argument(
+        "--interface", default=None, help=tr("IPv4 address of the network to use (default: all)")
+    )
+    sub.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help=tr("a node to connect to where multicast does not pass (repeat for several)"),
+    )
+    sub.add_argument("--no-mdns", action="store_true", help=tr("do not use mDNS discovery"))
+    sub.add_argument(
+        "--network-key", type=Path, default=None, help=tr("the organisation's network key file")
+    )
+    sub.add_argument("--verbose", action="store_true", help=tr("log more details"))
+
+    sub = command(commands, "peers", cmd_peers, "list the peers of the running node")
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+
+    sub = command(commands, "network-key", cmd_network_key, "create an organisation network key")
+    sub.add_argument("--out", type=Path, required=True, help=tr("file to write"))

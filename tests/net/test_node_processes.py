@@ -1,0 +1,169 @@
+"""Several `p2ptchap up` processes on loopback: the CLI contract, gossip, live revocation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from p2ptchap import accounts
+from p2ptchap.core import vault
+from p2ptchap.store.home import Home
+
+PASSPHRASE = "phrase de passe de test"
+NOW = int(time.time())
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2PTCHAP_")}
+    env.update(P2PTCHAP_PASSPHRASE=PASSPHRASE, P2PTCHAP_LANG="en")
+    return env
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "p2ptchap", *args],
+        cwd=root,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An authority and four enrolled agents (keys sealed at the minimum cost for speed)."""
+    root = tmp_path_factory.mktemp("cell")
+    authority = Home(root / "auth", kdf=vault.MINIMUM)
+    accounts.create_authority(authority, "Préfecture", ["*.gouv.fr"], PASSPHRASE, NOW, os.urandom)
+    accounts.export_trust(authority, root / "trust.cose")
+    for name in ("alice", "bruno", "carole", "denis"):
+        home = Home(root / name, kdf=vault.MINIMUM)
+        accounts.init_account(
+            home,
+            f"{name}@x.gouv.fr",
+            name.title(),
+            [root / "trust.cose"],
+            root / f"{name}.req",
+            device_name="pc",
+            passphrase=PASSPHRASE,
+            now=NOW,
+            rng=os.urandom,
+        )
+        accounts.issue(
+            authority,
+            accounts.read_request(root / f"{name}.req"),
+            root / f"{name}.cert",
+            external=False,
+            days=30,
+            passphrase=PASSPHRASE,
+            now=NOW,
+            rng=os.urandom,
+        )
+        accounts.enroll(home, root / f"{name}.cert", NOW)
+    return root
+
+
+class Nodes:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.processes: dict[str, subprocess.Popen[str]] = {}
+
+    def up(self, name: str, *peers: int) -> int:
+        args = [sys.executable, "-m", "p2ptchap", "--home", name, "up", "--port", "0", "--no-mdns"]
+        for port in peers:
+            args += ["--peer", f"127.0.0.1:{port}"]
+        process = subprocess.Popen(
+            args,
+            cwd=self.root,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes[name] = process
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "Node running on port N; ..."
+        match = re.search(r"port (\d+)", line)
+        assert match, (line, process.stderr.read() if process.poll() is not None else "")
+        return int(match.group(1))
+
+    def peers(self, name: str) -> list[dict[str, object]]:
+        done = cli(self.root, "--home", name, "peers", "--json")
+        assert done.returncode == 0, done.stderr
+        result: list[dict[str, object]] = json.loads(done.stdout)
+        return result
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.2)
+
+    def stop(self, name: str) -> tuple[int, str, str]:
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+        return process.returncode, out, err
+
+
+@pytest.fixture
+def nodes(cell: Path) -> Iterator[Nodes]:
+    running = Nodes(cell)
+    try:
+        yield running
+    finally:
+        for process in running.processes.values():
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_three_nodes_reach_each_other_through_one_static_peer_each(nodes: Nodes) -> None:
+    port_a = nodes.up("alice")
+    port_b = nodes.up("bruno", port_a)
+    nodes.up("carole", port_b)
+    nodes.wait_for(lambda: len(nodes.peers("alice")) == 2 and len(nodes.peers("carole")) == 2)
+    peers = {p["email"]: p for p in nodes.peers("carole")}
+    assert set(peers) == {"alice@x.gouv.fr", "bruno@x.gouv.fr"}
+    for peer in peers.values():
+        assert set(peer) >= {"email", "device", "address", "via", "since", "rtt_ms"}
+    assert peers["bruno@x.gouv.fr"]["via"] == "static"
+    # A clean stop: exit code 0, and the others see the peer leave.
+    code, out, _ = nodes.stop("carole")
+    assert code == 0 and "Node stopped." in out
+    nodes.wait_for(lambda: len(nodes.peers("alice")) == 1)
+
+
+def test_a_device_revoked_while_running_is_cut_off_and_refused(nodes: Nodes, cell: Path) -> None:
+    port_a = nodes.up("alice")
+    nodes.up("denis", port_a)
+    nodes.wait_for(lambda: len(nodes.peers("alice")) == 1)
+    revoked = cli(
+        cell, "--home", "auth", "authority", "revoke", "denis@x.gouv.fr", "--out", "denis.rev"
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    imported = cli(cell, "--home", "alice", "revocations", "import", "denis.rev")
+    assert imported.returncode == 0, imported.stderr
+    nodes.wait_for(lambda: nodes.peers("alice") == [], timeout=10)
+    time.sleep(2)  # Denis keeps trying: every attempt is refused
+    assert nodes.peers("alice") == []
+    code, _, err = nodes.stop("alice")
+    assert code == 0
+    assert "refused" in err and "revoked" in err
+
+
+def test_peers_without_a_running_node_says_so(cell: Path) -> None:
+    done = cli(cell, "--home", "bruno", "peers")
+    assert done.returncode == 1
+    assert "No node is running" in done.stderr
+    assert "Traceback" not in done.stderr
