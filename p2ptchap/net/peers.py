@@ -369,13 +369,16 @@ class PeerManager:
 
     async def _run_peer(self, peer: Peer) -> None:
         connection = peer.connection
-        await connection.send_message(peerwire.encode_hello(self.listen_port or 0))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._heartbeat, connection)
             try:
+                # The connection may already have been closed as a duplicate.
+                await connection.send_message(peerwire.encode_hello(self.listen_port or 0))
                 while (data := await connection.receive_message()) is not None:
                     self._handle(peer, data)
-            except (RemoteError, ConnectionFailed, ConnectionClosed, DecodeError) as exc:
+            except ConnectionClosed:
+                pass  # we closed it ourselves (duplicate, revoked, shutting down)
+            except (RemoteError, ConnectionFailed, DecodeError) as exc:
                 log.info(N_("connection to %s ended: %s"), peer.verified.account.email, exc)
                 await connection.aclose()
             nursery.cancel_scope.cancel()

@@ -111,7 +111,10 @@ async def test_a_revoked_device_is_refused(org: Org, net: Net) -> None:
     e, _ = await net.start(local_device(eve, org))
     e.add_address("127.0.0.1", port_a, "static")
     await wait_until(lambda: a.rejections.get("revoked", 0) >= 2)
-    assert a.peers() == [] and e.peers() == []
+    # Alice never accepts Eve. (Eve, the initiator, believes for an instant
+    # after each message 3 that she is connected, until Alice drops her:
+    # in XX the initiator is authenticated last.)
+    assert a.peers() == []
 
 
 async def test_our_own_address_is_recognised_and_not_dialled_again(org: Org, net: Net) -> None:

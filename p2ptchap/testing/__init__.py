@@ -1,0 +1,1 @@
+"""Test support importable by tests and benchmarks: fakes, harnesses, seeded sources."""
