@@ -116,6 +116,23 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    status: dict[str, Any] = control.call(ctx.home.root, "status")
+    if args.json:
+        emit_json(ctx, status)
+        return 0
+    ctx.say(
+        "Node of {email}, device {device}, port {port}: {peers} peer(s) connected.",
+        email=status["email"],
+        device=status["device"],
+        port=status["port"],
+        peers=status["peers"],
+    )
+    for reason, count in sorted(status["rejected"].items()):
+        ctx.say("Refused {count} time(s): {reason}", count=count, reason=ctx.tr(reason))
+    return 0
+
+
 def cmd_network_key(ctx: Context, args: argparse.Namespace) -> int:
     write_new(args.out, (os.urandom(32).hex() + "\n").encode("ascii"))
     ctx.say(
@@ -153,6 +170,9 @@ def add_commands(commands: Any, command: Callable[..., Any], tr: Translator) -> 
     sub.add_argument("--verbose", action="store_true", help=tr("log more details"))
 
     sub = command(commands, "peers", cmd_peers, "list the peers of the running node")
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+
+    sub = command(commands, "status", cmd_status, "show the running node's state")
     sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
 
     sub = command(commands, "network-key", cmd_network_key, "create an organisation network key")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -14,18 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from p2ptchap import accounts
-from p2ptchap.core import vault
-from p2ptchap.store.home import Home
-
-PASSPHRASE = "phrase de passe de test"
-NOW = int(time.time())
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("P2PTCHAP_")}
-    env.update(P2PTCHAP_PASSPHRASE=PASSPHRASE, P2PTCHAP_LANG="en")
-    return env
+from tests.net.cell import cli_env, make_cell
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,36 +30,7 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An authority and four enrolled agents (keys sealed at the minimum cost for speed)."""
-    root = tmp_path_factory.mktemp("cell")
-    authority = Home(root / "auth", kdf=vault.MINIMUM)
-    accounts.create_authority(authority, "Préfecture", ["*.gouv.fr"], PASSPHRASE, NOW, os.urandom)
-    accounts.export_trust(authority, root / "trust.cose")
-    for name in ("alice", "bruno", "carole", "denis"):
-        home = Home(root / name, kdf=vault.MINIMUM)
-        accounts.init_account(
-            home,
-            f"{name}@x.gouv.fr",
-            name.title(),
-            [root / "trust.cose"],
-            root / f"{name}.req",
-            device_name="pc",
-            passphrase=PASSPHRASE,
-            now=NOW,
-            rng=os.urandom,
-        )
-        accounts.issue(
-            authority,
-            accounts.read_request(root / f"{name}.req"),
-            root / f"{name}.cert",
-            external=False,
-            days=30,
-            passphrase=PASSPHRASE,
-            now=NOW,
-            rng=os.urandom,
-        )
-        accounts.enroll(home, root / f"{name}.cert", NOW)
-    return root
+    return make_cell(tmp_path_factory.mktemp("cell"), ["alice", "bruno", "carole", "denis"])
 
 
 class Nodes:
