@@ -38,8 +38,9 @@ class Nodes:
         self.root = root
         self.processes: dict[str, subprocess.Popen[str]] = {}
 
-    def up(self, name: str, *peers: int) -> int:
+    def up(self, name: str, *peers: int, extra: tuple[str, ...] = ()) -> int:
         args = [sys.executable, "-m", "p2ptchap", "--home", name, "up", "--port", "0", "--no-mdns"]
+        args += extra
         for port in peers:
             args += ["--peer", f"127.0.0.1:{port}"]
         process = subprocess.Popen(
@@ -119,6 +120,22 @@ def test_a_device_revoked_while_running_is_cut_off_and_refused(nodes: Nodes, cel
     code, _, err = nodes.stop("alice")
     assert code == 0
     assert "refused" in err and "revoked" in err
+
+
+def test_a_network_key_turns_away_devices_without_it(nodes: Nodes, cell: Path) -> None:
+    for key in ("k1", "k2"):
+        made = cli(cell, "network-key", "--out", f"{key}.key")
+        assert made.returncode == 0, made.stderr
+        assert len(bytes.fromhex((cell / f"{key}.key").read_text().strip())) == 32
+    port_a = nodes.up("alice", extra=("--network-key", "k1.key"))
+    nodes.up("bruno", port_a, extra=("--network-key", "k2.key"))
+    time.sleep(3)
+    assert nodes.peers("alice") == [] and nodes.peers("bruno") == []
+    nodes.stop("bruno")
+    nodes.up("bruno", port_a, extra=("--network-key", "k1.key"))
+    nodes.wait_for(lambda: len(nodes.peers("alice")) == 1)
+    bad = cli(cell, "--home", "carole", "up", "--network-key", "alice.cert")
+    assert bad.returncode == 2 and "64 hexadecimal digits" in bad.stderr
 
 
 def test_peers_without_a_running_node_says_so(cell: Path) -> None:
