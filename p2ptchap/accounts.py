@@ -34,7 +34,15 @@ from p2ptchap.core.identity import (
     EnrollmentRequest,
     Kind,
 )
-from p2ptchap.core.keys import AccountSecret, AuthoritySecret, DeviceSecret, ExchangeSecret, Rng
+from p2ptchap.core.keys import (
+    AccountSecret,
+    AuthoritySecret,
+    DeviceKey,
+    DeviceSecret,
+    ExchangeKey,
+    ExchangeSecret,
+    Rng,
+)
 from p2ptchap.store.files import read_file, remove_file, write_atomic, write_new
 from p2ptchap.store.home import Home
 
@@ -114,7 +122,7 @@ def read_trust(path: Path) -> Authority:
 def issue(
     home: Home,
     request: EnrollmentRequest,
-    out: Path,
+    out: Path | None,
     *,
     external: bool,
     days: int,
@@ -137,7 +145,8 @@ def issue(
         data, TrustStore([authority]), revocation.RevocationSet(), now
     )
     write_atomic(home.issued_dir / f"{certificate.serial.hex()}.cose", data)
-    write_atomic(out, data, mode=0o644)
+    if out is not None:
+        write_atomic(out, data, mode=0o644)
     return certificate
 
 
@@ -297,6 +306,21 @@ def init_account(
 
 
 def enroll(home: Home, certificate_path: Path, now: int) -> AccountCertificate:
+    """Import the account certificate (a file) issued for our pending request."""
+    return enroll_certificate(home, read_file(certificate_path), now)
+
+
+def pending_request(home: Home) -> EnrollmentRequest:
+    """The enrolment request made by ``init`` and not yet answered."""
+    if home.account_certificate.exists():
+        raise UsageError(
+            "already enrolled",
+            user_message="This account is already enrolled; see 'p2ptchap whoami'.",
+        )
+    return identity.parse_request(home.read(home.request, NO_ACCOUNT))
+
+
+def enroll_certificate(home: Home, data: bytes, now: int) -> AccountCertificate:
     """Import the account certificate issued for our pending request."""
     if home.account_certificate.exists():
         raise UsageError(
@@ -305,7 +329,6 @@ def enroll(home: Home, certificate_path: Path, now: int) -> AccountCertificate:
         )
     request = identity.parse_request(home.read(home.request, NO_ACCOUNT))
     trust = home.trust_store()
-    data = read_file(certificate_path)
     certificate = identity.verify_account_certificate(data, trust, home.revocations(trust), now)
     if certificate.account_key != request.account_key or certificate.email != request.email:
         raise VerificationError(VerificationFailure.MISMATCH, "certificate is for another request")
@@ -345,6 +368,26 @@ def _account_devices(home: Home, account: AccountCertificate) -> list[DeviceCert
 
 def current_device(home: Home) -> DeviceCertificate:
     return identity.parse_device_certificate(home.read(home.device_certificate, NO_ACCOUNT))
+
+
+def certify_device(
+    home: Home, device: DeviceKey, exchange: ExchangeKey, name: str, passphrase: str, now: int
+) -> tuple[AccountCertificate, DeviceCertificate]:
+    """On the first device: certify another device's keys (``device link``)."""
+    account, _, _ = load_account(home, now)
+    master = _master_key(home, account, passphrase)
+    data = identity.issue_device_certificate(master, device, exchange, name, now)
+    certificate = identity.parse_device_certificate(data)
+    home.write(home.devices_dir / f"{certificate.device_id}.cose", data)
+    return account, certificate
+
+
+def device_bundle_parts(
+    home: Home, account: AccountCertificate
+) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Trust files, revocation records and device certificates a new device needs."""
+    trust = [read_file(p) for p in sorted(home.trust_dir.glob("*.cose"))]
+    return trust, home.revocation_records(), [d.raw for d in _account_devices(home, account)]
 
 
 def _master_key(home: Home, account: AccountCertificate, passphrase: str) -> AccountSecret:
@@ -406,9 +449,48 @@ def import_device(
         siblings = codec.expect_list(codec.field(bundle, "devices", "device bundle"), "devices")
     except DecodeError as exc:
         raise VerificationError(VerificationFailure.MALFORMED, f"device bundle: {exc}") from exc
-    trust = TrustStore(parse_trust_file(t) for t in trust_files if isinstance(t, bytes))
+    return install_device(
+        home,
+        account_data,
+        device_data,
+        secrets,
+        [t for t in trust_files if isinstance(t, bytes)],
+        [r for r in records if isinstance(r, bytes)],
+        [d for d in siblings if isinstance(d, bytes)],
+        passphrase=passphrase,
+        now=now,
+        rng=rng,
+    )
+
+
+def install_device(
+    home: Home,
+    account_data: bytes,
+    device_data: bytes,
+    secrets: DeviceSecrets,
+    trust_files: list[bytes],
+    records: list[bytes],
+    siblings: list[bytes],
+    *,
+    passphrase: str,
+    now: int,
+    rng: Rng,
+) -> DeviceCertificate:
+    """Make this empty home a device of an account, after checking everything.
+
+    The certificate chain must verify against the given trust files, the
+    certificate must be for ``secrets``' keys, and every sibling device must
+    belong to the same account; nothing is written before all of that holds.
+    """
+    if home.device_key.exists():
+        raise UsageError(
+            "device exists",
+            user_message="{home} already holds a device; use an empty --home.",
+            home=home.root,
+        )
+    trust = TrustStore(parse_trust_file(t) for t in trust_files)
     revocations = revocation.RevocationSet()
-    revocations.add_all([r for r in records if isinstance(r, bytes)], trust)
+    revocations.add_all(records, trust)
     verified = identity.verify_chain(account_data, device_data, trust, revocations, now)
     if verified.device.device_key != secrets.signing.public_key() or (
         verified.device.exchange_key != secrets.exchange.public_key()
@@ -417,19 +499,14 @@ def import_device(
     # The account's other devices, so this one knows its siblings; each is
     # checked against the account like any device certificate, before
     # anything is written.
-    others = [
-        identity.parse_device_certificate(sibling)
-        for sibling in siblings
-        if isinstance(sibling, bytes)
-    ]
+    others = [identity.parse_device_certificate(sibling) for sibling in siblings]
     if any(other.account_key != verified.account.account_key for other in others):
         raise VerificationError(VerificationFailure.MISMATCH, "bundle device of another account")
     home.create()
     for data in trust_files:
-        if isinstance(data, bytes):
-            home.add_trust(data)
+        home.add_trust(data)
     # Records that do not verify here are left out, as on any import.
-    home.add_revocations([r for r in records if isinstance(r, bytes)], trust)
+    home.add_revocations(records, trust)
     for other in others:
         home.write(home.devices_dir / f"{other.device_id}.cose", other.raw)
     home.write(home.devices_dir / f"{verified.device.device_id}.cose", device_data)

@@ -223,6 +223,13 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(ctx: Context, args: argparse.Namespace) -> int:
+    if (args.certificate is None) == (args.source is None):
+        raise UsageError(
+            "enroll needs CERT or --from",
+            user_message="Give either the certificate file or --from HOST:PORT, not both.",
+        )
+    if args.source is not None:
+        return cli_network.enroll_from(ctx, args.source)
     certificate = accounts.enroll(ctx.home, args.certificate, ctx.now)
     ctx.say(
         "Enrolled: {name} <{email}>, {kind}, certified by '{authority}' until {until}.",
@@ -459,6 +466,14 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
     sub.add_argument("target", metavar="EMAIL|SERIAL", help=tr("address or serial to revoke"))
     sub.add_argument("--out", type=Path, required=True, help=tr("revocation file to write"))
     sub.add_argument("--reason", default="", help=tr("reason, recorded in the revocation"))
+    sub = command(
+        auth_commands,
+        "serve",
+        cli_network.cmd_authority_serve,
+        "answer enrolment requests over the network, each approved by you",
+    )
+    cli_network.add_pairing_arguments(sub, tr)
+    sub.add_argument("--days", type=int, default=365, help=tr("validity in days (default 365)"))
 
     sub = command(commands, "init", cmd_init, "create this node's account and an enrolment request")
     sub.add_argument("--email", required=True, help=tr("your professional e-mail address"))
@@ -486,7 +501,14 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
     )
 
     sub = command(commands, "enroll", cmd_enroll, "import the certificate issued for this account")
-    sub.add_argument("certificate", type=Path, help=tr("the certificate file"))
+    sub.add_argument("certificate", type=Path, nargs="?", help=tr("the certificate file"))
+    sub.add_argument(
+        "--from",
+        dest="source",
+        metavar="HOST:PORT",
+        default=None,
+        help=tr("get it over the network from 'p2ptchap authority serve'"),
+    )
 
     sub = command(commands, "whoami", cmd_whoami, "show this node's identity")
     sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
@@ -510,6 +532,24 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
     sub.add_argument("bundle", type=Path, help=tr("the file written by 'device add'"))
     sub = command(dev_commands, "list", cmd_device_list, "list the devices of this account")
     sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+    sub = command(
+        dev_commands, "serve", cli_network.cmd_device_serve, "link new devices over the network"
+    )
+    cli_network.add_pairing_arguments(sub, tr)
+    sub = command(
+        dev_commands,
+        "link",
+        cli_network.cmd_device_link,
+        "make this computer a device of an account",
+    )
+    sub.add_argument(
+        "--from",
+        dest="source",
+        metavar="HOST:PORT",
+        required=True,
+        help=tr("the first device, running 'p2ptchap device serve'"),
+    )
+    sub.add_argument("--name", required=True, help=tr("name of this device"))
     sub = command(dev_commands, "revoke", cmd_device_revoke, "revoke a lost or retired device")
     sub.add_argument("device_id", metavar="ID", help=tr("device id (or its first characters)"))
     sub.add_argument("--reason", default="", help=tr("reason, recorded in the revocation"))

@@ -12,15 +12,20 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from p2ptchap import accounts
 from p2ptchap.api import control
 from p2ptchap.core.errors import N_
+from p2ptchap.core.pairing import DEFAULT_PORT as PAIRING_PORT
 from p2ptchap.i18n import Translator
+from p2ptchap.net import pairing as pairing_net
 from p2ptchap.node import (
     DEFAULT_PORT,
     Node,
@@ -66,14 +71,18 @@ def _node_config(ctx: Context, args: argparse.Namespace) -> NodeConfig:
     )
 
 
-def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
-    config = _node_config(ctx, args)
-    node = Node(ctx.home, ctx.passphrase(), config)
+def _log_to_stderr(ctx: Context, *, verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TranslatingFormatter(ctx.tr))
     root = logging.getLogger("p2ptchap")
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
+    config = _node_config(ctx, args)
+    node = Node(ctx.home, ctx.passphrase(), config)
+    _log_to_stderr(ctx, verbose=args.verbose)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -177,3 +186,164 @@ def add_commands(commands: Any, command: Callable[..., Any], tr: Translator) -> 
 
     sub = command(commands, "network-key", cmd_network_key, "create an organisation network key")
     sub.add_argument("--out", type=Path, required=True, help=tr("file to write"))
+
+
+# --- pairing over the LAN ------------------------------------------------------------
+
+
+async def _ask_approval(ctx: Context, request: pairing_net.Request) -> bool:
+    if request.kind == "device":
+        ctx.say(
+            "New device '{name}' for {email}, fingerprint {fingerprint}.",
+            name=request.name,
+            email=request.email,
+            fingerprint=request.fingerprint,
+        )
+    else:
+        ctx.say(
+            "Enrolment request: {name} <{email}> as {kind}, account fingerprint {fingerprint}.",
+            name=request.name,
+            email=request.email,
+            kind=ctx.tr(request.kind),
+            fingerprint=request.fingerprint,
+        )
+    ctx.say("Code: {code}", code=request.code)
+    ctx.out.write(ctx.tr("Is the same code shown on the other screen? Approve? [y/N] "))
+    ctx.out.flush()
+    answer = await trio.to_thread.run_sync(sys.stdin.readline)
+    approved = answer.strip().lower()[:1] in {"y", "o"}
+    ctx.say("Approved." if approved else "Refused.")
+    return approved
+
+
+async def _show_code(ctx: Context, code: str, other: str) -> None:
+    await trio.lowlevel.checkpoint()
+    ctx.say(
+        "Code: {code} — check that '{other}' shows the same code, then wait for approval.",
+        code=code,
+        other=other,
+    )
+    ctx.out.flush()
+
+
+def _serve_until_done(ctx: Context, args: argparse.Namespace, run: Any) -> int:
+    """Run a pairing server until Ctrl-C (or, with --once, one approved pairing)."""
+    host = check_interface(args.interface) if args.interface else None
+    _log_to_stderr(ctx)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def serve_then_stop(
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+                    await run(host, args.port, task_status=task_status)
+                    nursery.cancel_scope.cancel()  # --once: one pairing done
+
+                port = await nursery.start(serve_then_stop)
+                ctx.say("Waiting for requests on port {port}; Ctrl-C to stop.", port=port)
+                ctx.out.flush()
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    return 0
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def cmd_authority_serve(ctx: Context, args: argparse.Namespace) -> int:
+    passphrase = ctx.passphrase()
+
+    async def run(host: str | None, port: int, task_status: Any) -> None:
+        await pairing_net.serve_authority(
+            ctx.home,
+            passphrase,
+            host,
+            port,
+            lambda request: _ask_approval(ctx, request),
+            days=args.days,
+            now=_now,
+            rng=os.urandom,
+            once=args.once,
+            task_status=task_status,
+        )
+
+    return _serve_until_done(ctx, args, run)
+
+
+def cmd_device_serve(ctx: Context, args: argparse.Namespace) -> int:
+    passphrase = ctx.passphrase()
+
+    async def run(host: str | None, port: int, task_status: Any) -> None:
+        await pairing_net.serve_device_link(
+            ctx.home,
+            passphrase,
+            host,
+            port,
+            lambda request: _ask_approval(ctx, request),
+            now=_now,
+            rng=os.urandom,
+            once=args.once,
+            task_status=task_status,
+        )
+
+    return _serve_until_done(ctx, args, run)
+
+
+def enroll_from(ctx: Context, address: str) -> int:
+    """``enroll --from HOST:PORT``."""
+    certificate = trio.run(
+        partial(
+            pairing_net.enrol_from,
+            ctx.home,
+            parse_peer(address),
+            lambda code, other: _show_code(ctx, code, other),
+            now=_now,
+            rng=os.urandom,
+        )
+    )
+    ctx.say(
+        "Enrolled: {name} <{email}>, {kind}, certified by '{authority}' until {until}.",
+        name=certificate.display_name,
+        email=certificate.email,
+        kind=ctx.tr(certificate.kind.value),
+        authority=certificate.issuer.name,
+        until=accounts.iso(certificate.expires),
+    )
+    return 0
+
+
+def cmd_device_link(ctx: Context, args: argparse.Namespace) -> int:
+    passphrase = ctx.passphrase(confirm=True)
+    device = trio.run(
+        partial(
+            pairing_net.link_device,
+            ctx.home,
+            parse_peer(args.source),
+            args.name,
+            passphrase,
+            lambda code, other: _show_code(ctx, code, other),
+            now=_now,
+            rng=os.urandom,
+        )
+    )
+    ctx.say(
+        "This computer is now the device '{name}' ({id}).", name=device.name, id=device.device_id
+    )
+    return 0
+
+
+def add_pairing_arguments(sub: Any, tr: Translator) -> None:
+    """Options shared by the two pairing servers."""
+    sub.add_argument(
+        "--port", type=int, default=PAIRING_PORT, help=tr("TCP port to listen on (default 7756)")
+    )
+    sub.add_argument(
+        "--interface", default=None, help=tr("IPv4 address of the network to use (default: all)")
+    )
+    sub.add_argument("--once", action="store_true", help=tr("stop after one approved request"))
