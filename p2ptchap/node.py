@@ -123,18 +123,22 @@ class Node:
             home.read_secret(home.device_key, passphrase, accounts.NO_ACCOUNT)
         )
         identity.verify_device_certificate(self.device.raw, self.account, self._revocations)
-        static = X25519KeyPair(secrets.exchange.secret_bytes())
         self._revocations_mtime = self._mtime()
+
+        def new_static(rng: Callable[[int], bytes]) -> tuple[X25519KeyPair, bytes]:
+            static = X25519KeyPair.generate(rng)
+            credentials = make_credentials(
+                self.account.raw, self.device.raw, secrets.signing, static.public
+            )
+            return static, credentials
+
         settings = dataclasses.replace(
             config.settings, channel=ChannelConfig(network_key=config.network_key)
         )
         self.peers = PeerManager(
             LocalDevice(
                 device_key=self.device.device_key,
-                static=static,
-                credentials=make_credentials(
-                    self.account.raw, self.device.raw, secrets.signing, static.public
-                ),
+                new_static=new_static,
                 verify=self._verify,
             ),
             rng=rng,
@@ -201,17 +205,24 @@ class Node:
                         self.peers.add_address(address, event.port, "mdns")
 
     async def _watch_revocations(self) -> None:
-        """Reload revocations when the file changes; drop peers revoked meanwhile."""
+        """Reload revocations when the file changes; drop peers no longer valid.
+
+        Every minute the connected peers are checked again even if nothing
+        changed, so a certificate that expires ends its connections too.
+        """
+        last_full_check = trio.current_time()
         while True:
             await trio.sleep(2)
             mtime = self._mtime()
-            if mtime == self._revocations_mtime:
+            if mtime != self._revocations_mtime:
+                self._revocations_mtime = mtime
+                revocations: RevocationSet = await trio.to_thread.run_sync(
+                    self.home.revocations, self.trust
+                )
+                self._revocations = revocations
+            elif trio.current_time() - last_full_check < 60:
                 continue
-            self._revocations_mtime = mtime
-            revocations: RevocationSet = await trio.to_thread.run_sync(
-                self.home.revocations, self.trust
-            )
-            self._revocations = revocations
+            last_full_check = trio.current_time()
 
             def revoked(peer: VerifiedDevice) -> bool:
                 try:
@@ -222,7 +233,9 @@ class Node:
 
             dropped = self.peers.disconnect(revoked)
             if dropped:
-                log.warning(N_("disconnected %d peer(s) revoked since they connected"), dropped)
+                log.warning(
+                    N_("disconnected %d peer(s) no longer valid (revoked or expired)"), dropped
+                )
 
     async def _cmd_peers(self, request: dict[str, Any]) -> list[dict[str, object]]:
         await trio.lowlevel.checkpoint()

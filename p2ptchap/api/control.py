@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ log = logging.getLogger("p2ptchap.control")
 
 MAX_REQUEST = 64 * 1024
 SOCKET_NAME = "control.sock"
+LOCK_NAME = "node.lock"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -66,14 +68,24 @@ class ControlServer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind the socket (refusing if a live node already has it) and serve until cancelled."""
-        if self.path.exists():
-            if _answers(self.path):
-                raise NodeAlreadyRunning(str(self.path), home=self.home)
+        # An exclusive lock on HOME/node.lock, held while we run, is what
+        # tells a second node on the same home to stop (no check-then-act race).
+        lock = _lock(self.home / LOCK_NAME)
+        if lock is None:
+            raise NodeAlreadyRunning(str(self.path), home=self.home)
+        try:
+            await self._serve_locked(task_status)
+        finally:
+            os.close(lock)
+
+    async def _serve_locked(self, task_status: trio.TaskStatus[None]) -> None:
+        with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left behind by a node that was killed
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket file is created 0600
         try:
             await sock.bind(str(self.path))
+            # The home folder is 0700 already; the socket is made 0600 too.
+            os.chmod(self.path, 0o600)
         except OSError as exc:
             sock.close()
             message = (
@@ -82,8 +94,6 @@ class ControlServer:
                 else N_("The control socket {path} could not be created.")
             )
             raise StorageError(str(exc), user_message=message, path=self.path) from exc
-        finally:
-            os.umask(old_umask)
         sock.listen(16)
         listener = trio.SocketListener(sock)
         try:
@@ -94,27 +104,32 @@ class ControlServer:
                 self.path.unlink()
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
+        # A client that hangs up early (Ctrl-C on 'p2ptchap peers') is normal;
+        # it must never take the node down.
+        try:
+            async with stream:
+                await self._converse(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.debug("control client went away: %s", exc)
+
+    async def _converse(self, stream: trio.SocketStream) -> None:
         buffer = b""
-        async with stream:
-            while True:
-                try:
-                    data = await stream.receive_some(MAX_REQUEST)
-                except trio.BrokenResourceError:
-                    return
-                if not data:
-                    return
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    await stream.send_all(await self._answer(line))
-                if len(buffer) > MAX_REQUEST:
-                    await stream.send_all(_error_line("request too large"))
-                    return
+        while True:
+            data = await stream.receive_some(MAX_REQUEST)
+            if not data:
+                return
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                await stream.send_all(await self._answer(line))
+            if len(buffer) > MAX_REQUEST:
+                await stream.send_all(_error_line("request too large"))
+                return
 
     async def _answer(self, line: bytes) -> bytes:
         try:
             request = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting exhausts the parser's stack
             return _error_line("request is not JSON")
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return _error_line("request needs a 'cmd' string")
@@ -132,14 +147,15 @@ def _error_line(message: str) -> bytes:
     return (json.dumps({"ok": False, "error": message}, ensure_ascii=False) + "\n").encode()
 
 
-def _answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-        return True
+def _lock(path: Path) -> int | None:
+    """An exclusive, non-blocking lock on ``path``: its descriptor, or None if held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def call(home: Path, cmd: str, timeout: float = 5.0, **arguments: Any) -> Any:

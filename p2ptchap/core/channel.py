@@ -299,8 +299,8 @@ class SecureChannel:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes received from the peer; ``b""`` means the stream ended."""
-        if self._state is _State.FAILED:
-            return
+        if self._state in {_State.FAILED, _State.CLOSED}:
+            return  # nothing more is read after a CLOSE or a failure
         if not data:
             self._eof = True
             return

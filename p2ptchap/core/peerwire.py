@@ -11,9 +11,9 @@ ones.
            can give others an address where the sender accepts connections
            (the connection's own source port is ephemeral).
 ``peers``  ``{"t": "peers", "addrs": [[ip: text, port: uint], …]}`` — the
-           listening addresses of the sender's other peers, at most
-           :data:`MAX_GOSSIP_ADDRESSES`; how a node that knows one reachable
-           peer comes to know them all (peer-address gossip).
+           listening addresses (IPv4 unicast) of the sender's other peers, at
+           most :data:`MAX_GOSSIP_ADDRESSES`; how a node that knows one
+           reachable peer comes to know them all (peer-address gossip).
 """
 
 from __future__ import annotations
@@ -65,12 +65,22 @@ def _port(value: codec.Value, what: str) -> int:
 
 
 def _ip(value: codec.Value) -> str:
-    if not isinstance(value, str) or len(value) > 45:
-        raise DecodeError("peers: address is not text")
+    # IPv4 unicast only, as discovery advertises: no scoped IPv6 (a scope id
+    # is free text), no multicast, broadcast or unspecified targets.
+    if not isinstance(value, str) or len(value) > 15 or not value.isascii():
+        raise DecodeError("peers: address is not IPv4 text")
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.IPv4Address(value)
     except ValueError as exc:
-        raise DecodeError(f"peers: {value!r} is not an IP address") from exc
+        raise DecodeError(f"peers: {value!r} is not an IPv4 address") from exc
+    if (
+        address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+        or (address == ipaddress.IPv4Address("255.255.255.255"))
+    ):
+        raise DecodeError(f"peers: {value!r} is not a unicast address")
+    return str(address)
 
 
 def encode_hello(port: int) -> bytes:

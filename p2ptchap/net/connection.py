@@ -196,7 +196,12 @@ class SecureConnection:
         if not data:
             return
         try:
-            await self.stream.send_all(data)
+            # A peer that stops reading must not hold us (and every task
+            # waiting for the send lock) past the idle timeout.
+            with trio.fail_after(self.timeouts.idle):
+                await self.stream.send_all(data)
+        except trio.TooSlowError:
+            raise ConnectionFailed("peer stopped reading") from None
         except trio.ClosedResourceError:
             raise ConnectionClosed("closed while writing") from None
         except (trio.BrokenResourceError, OSError) as exc:

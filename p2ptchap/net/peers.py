@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import math
 import random
@@ -55,11 +56,16 @@ Address = tuple[str, int]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LocalDevice:
-    """What the peer manager needs to know about ourselves."""
+    """What the peer manager needs to know about ourselves.
+
+    ``new_static(rng)`` returns a fresh Noise static key pair and the
+    credentials (certificates + device signature) for it: every connection
+    uses its own static key, so the key a network observer may see in a
+    handshake links nothing across connections.
+    """
 
     device_key: DeviceKey
-    static: X25519KeyPair
-    credentials: bytes
+    new_static: Callable[[Rng], tuple[X25519KeyPair, bytes]]
     verify: Verifier
 
 
@@ -76,6 +82,12 @@ class PeerSettings:
     backoff_max: float = 4.0
     gossip_interval: float = 15.0
     max_addresses: int = 1024
+    #: Addresses learnt from mDNS or gossip are forgotten after this many
+    #: failed dials in a row (static ones never are).
+    forget_after: int = 6
+    #: Incoming connections still in their handshake, in all and per address.
+    max_handshakes: int = 32
+    max_handshakes_per_host: int = 4
     channel: ChannelConfig = dataclasses.field(default_factory=ChannelConfig)
 
 
@@ -150,6 +162,9 @@ class PeerManager:
         self.listen_port: int | None = None
         #: Counters for the network-health view: rejected handshakes by reason.
         self.rejections: dict[str, int] = {}
+        self._handshakes = trio.CapacityLimiter(settings.max_handshakes)
+        self._handshakes_by_host: dict[str, int] = {}
+        self._announce_wanted = trio.Event()
 
     # --- public -----------------------------------------------------------------
 
@@ -159,7 +174,12 @@ class PeerManager:
     def add_address(self, host: str, port: int, via: Via) -> None:
         """Learn an address to dial (idempotent; the first source is kept)."""
         key = (host, port)
-        if key in self._addresses:
+        state = self._addresses.get(key)
+        if state is not None:
+            if via in {"mdns", "static"} and state.failures:
+                # A fresh sighting is a good sign the peer is back: try soon.
+                state.next_attempt = min(state.next_attempt, trio.current_time() + 0.5)
+                self._wake_dialer.set()
             return
         if len(self._addresses) >= self.settings.max_addresses:
             log.debug("address book full; ignoring %s:%d", host, port)
@@ -195,6 +215,7 @@ class PeerManager:
                 nursery.start_soon(trio.serve_listeners, self._accept, listeners)
                 nursery.start_soon(self._dial_loop)
                 nursery.start_soon(self._gossip_loop)
+                nursery.start_soon(self._announcer)
                 task_status.started(self.listen_port)
         finally:
             self._nursery = None
@@ -212,21 +233,39 @@ class PeerManager:
             self._nursery.start_soon(fn, *args)  # type: ignore[arg-type]
 
     def _channel(self, *, initiator: bool) -> SecureChannel:
+        static, credentials = self.me.new_static(self._rng)
         return SecureChannel(
             initiator=initiator,
-            static=self.me.static,
-            credentials=self.me.credentials,
+            static=static,
+            credentials=credentials,
             verify=self.me.verify,
             rng=self._rng,
             config=self.settings.channel,
         )
 
     async def _accept(self, stream: trio.SocketStream) -> None:
-        host, port = stream.socket.getpeername()[:2]
+        try:
+            host, port = stream.socket.getpeername()[:2]
+        except OSError:
+            await trio.aclose_forcefully(stream)  # reset before we looked: nothing to do
+            return
+        # Bound what unauthenticated strangers can hold: handshakes in progress,
+        # in all and per address. Beyond that the connection is simply closed.
+        if (
+            self._handshakes.available_tokens == 0
+            or self._handshakes_by_host.get(host, 0) >= self.settings.max_handshakes_per_host
+        ):
+            log.debug("too many handshakes in progress; dropping %s:%d", host, port)
+            await trio.aclose_forcefully(stream)
+            return
         connection = SecureConnection(
             stream, self._channel(initiator=False), timeouts=self.settings.timeouts
         )
-        await self._serve(connection, (host, port), "incoming", we_initiated=False)
+        try:
+            await self._serve(connection, (host, port), "incoming", we_initiated=False)
+        except Exception:  # one connection must never stop the node: log it, drop it
+            log.exception("unexpected error on the connection from %s:%d", host, port)
+            await trio.aclose_forcefully(stream)
 
     async def _dial_loop(self) -> None:
         while True:
@@ -254,13 +293,20 @@ class PeerManager:
             try:
                 with trio.fail_after(self.settings.connect_timeout):
                     stream = await trio.open_tcp_stream(*address)
-            except (OSError, trio.TooSlowError) as exc:
+            except (OSError, ValueError, trio.TooSlowError) as exc:
                 self._backoff(address, state, f"unreachable ({exc})")
                 return
             connection = SecureConnection(
                 stream, self._channel(initiator=True), timeouts=self.settings.timeouts
             )
-            ok = await self._serve(connection, address, state.via, we_initiated=True, state=state)
+            try:
+                ok = await self._serve(
+                    connection, address, state.via, we_initiated=True, state=state
+                )
+            except Exception:  # one connection must never stop the node: log it, drop it
+                log.exception("unexpected error on the connection to %s:%d", *address)
+                await trio.aclose_forcefully(stream)
+                ok = False
             if not ok:
                 self._backoff(address, state, "connection failed")
             else:
@@ -275,6 +321,12 @@ class PeerManager:
 
     def _backoff(self, address: Address, state: _AddressState, why: str) -> None:
         state.failures += 1
+        if state.via != "static" and state.failures >= self.settings.forget_after:
+            # Learnt from mDNS or gossip and dead for a while: forget it, so a
+            # stale or planted address book cannot keep us dialling forever.
+            self._addresses.pop(address, None)
+            log.debug("%s:%d forgotten after %d failures", *address, state.failures)
+            return
         delay = min(
             self.settings.backoff_max, self.settings.backoff_min * 2 ** (state.failures - 1)
         )
@@ -295,12 +347,12 @@ class PeerManager:
     ) -> bool:
         """Handshake, then run the connection until it ends; return whether it was established."""
         try:
-            verified = await connection.handshake()
+            verified, hello = await self._authenticate(connection, address[0], we_initiated)
         except PeerRejected as exc:
             self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
             log.warning(N_("refused %s:%d: %s (%s)"), *address, exc.reason.value, exc.detail)
             return False
-        except (RemoteError, ConnectionFailed) as exc:
+        except (RemoteError, ConnectionFailed, ConnectionClosed, trio.TooSlowError) as exc:
             reason = (
                 N_("handshake failed (wrong network key?)")
                 if isinstance(exc, HandshakeError)
@@ -314,6 +366,8 @@ class PeerManager:
                 state.is_self = True
             await connection.aclose()
             return True
+        if hello is None:
+            return False
         if state is not None:
             state.failures = 0
             state.device = verified.device.device_key
@@ -325,6 +379,7 @@ class PeerManager:
             we_initiated,
             since=time.time(),
             opened=trio.current_time(),
+            listen_port=hello.port,
         )
         if not self._register(peer):
             await connection.aclose()
@@ -347,6 +402,43 @@ class PeerManager:
             self._wake_dialer.set()
         return True
 
+    async def _authenticate(
+        self, connection: SecureConnection, host: str, we_initiated: bool
+    ) -> tuple[VerifiedDevice, peerwire.Hello | None]:
+        """Handshake, then exchange hellos; return the peer and its hello.
+
+        In XX the responder authenticates the initiator last: only the
+        responder's hello proves it accepted us, so no connection counts
+        before both hellos crossed.  Incoming handshakes hold a slot of the
+        limiter (and of their host's quota) until then.
+        """
+        if we_initiated:
+            return await self._authenticate_unlimited(connection)
+        self._handshakes_by_host[host] = self._handshakes_by_host.get(host, 0) + 1
+        try:
+            async with self._handshakes:
+                return await self._authenticate_unlimited(connection)
+        finally:
+            self._handshakes_by_host[host] -= 1
+            if not self._handshakes_by_host[host]:
+                del self._handshakes_by_host[host]
+
+    async def _authenticate_unlimited(
+        self, connection: SecureConnection
+    ) -> tuple[VerifiedDevice, peerwire.Hello | None]:
+        verified = await connection.handshake()
+        if verified.device.device_key == self.me.device_key:
+            return verified, None
+        await connection.send_message(peerwire.encode_hello(self.listen_port or 0))
+        with trio.fail_after(self.settings.timeouts.handshake):
+            first = await connection.receive_message()
+        if first is None:
+            raise ConnectionFailed("closed before its hello")
+        message = peerwire.decode(first)
+        if not isinstance(message, peerwire.Hello):
+            raise DecodeError("first message is not a hello")
+        return verified, message
+
     def _register(self, peer: Peer) -> bool:
         """Keep ``peer`` unless a better connection to the same device exists."""
         current = self._peers.get(peer.device_key)
@@ -367,15 +459,17 @@ class PeerManager:
         new_good, old_good = initiator(new) == smaller, initiator(old) == smaller
         if new_good != old_good:
             return new_good
-        return False  # same rule for both: the older one stays
+        # Same initiator (two addresses of one host): both ends know both
+        # handshake hashes, so the smaller one decides alike on each side.
+        return (new.connection.channel.handshake_hash or b"") < (
+            old.connection.channel.handshake_hash or b""
+        )
 
     async def _run_peer(self, peer: Peer) -> None:
         connection = peer.connection
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._heartbeat, connection)
             try:
-                # The connection may already have been closed as a duplicate.
-                await connection.send_message(peerwire.encode_hello(self.listen_port or 0))
                 while (data := await connection.receive_message()) is not None:
                     self._handle(peer, data)
             except ConnectionClosed:
@@ -396,10 +490,15 @@ class PeerManager:
     def _handle(self, peer: Peer, data: bytes) -> None:
         message = peerwire.decode(data)
         if isinstance(message, peerwire.Hello):
-            peer.listen_port = message.port
-            self._announce()
+            log.debug("ignoring a second hello from %s", peer.verified.account.email)
         elif isinstance(message, peerwire.Peers):
+            loopback_peer = ipaddress.ip_address(peer.address[0]).is_loopback
             for host, port in message.addresses:
+                # Loopback addresses only make sense from a peer on loopback
+                # (tests, several nodes on one machine); from the LAN they
+                # would point us at our own local services.
+                if ipaddress.ip_address(host).is_loopback and not loopback_peer:
+                    continue
                 self.add_address(host, port, "gossip")
         else:
             log.debug(
@@ -409,6 +508,17 @@ class PeerManager:
     # --- gossip ------------------------------------------------------------------------
 
     def _announce(self) -> None:
+        """Ask for the peers' addresses to be gossiped soon (coalesced, ≤ 1/s)."""
+        self._announce_wanted.set()
+
+    async def _announcer(self) -> None:
+        while True:
+            await self._announce_wanted.wait()
+            self._announce_wanted = trio.Event()
+            self._announce_now()
+            await trio.sleep(1.0)
+
+    def _announce_now(self) -> None:
         """Tell every peer the listening addresses of the others."""
         for peer in list(self._peers.values()):
             others = [

@@ -14,8 +14,8 @@ from p2ptchap.core.errors import DecodeError
 
 def test_round_trips() -> None:
     assert peerwire.decode(peerwire.encode_hello(4000)) == peerwire.Hello(4000)
-    message = peerwire.decode(peerwire.encode_peers([("10.0.0.2", 4000), ("::1", 5)]))
-    assert message == peerwire.Peers((("10.0.0.2", 4000), ("::1", 5)))
+    message = peerwire.decode(peerwire.encode_peers([("10.0.0.2", 4000), ("127.0.0.1", 5)]))
+    assert message == peerwire.Peers((("10.0.0.2", 4000), ("127.0.0.1", 5)))
     other = peerwire.decode(codec.encode({"t": "sync", "room": b"x"}))
     assert isinstance(other, peerwire.Other) and other.type == "sync"
 
@@ -39,6 +39,11 @@ def test_gossip_is_capped() -> None:
         {"t": "hello", "port": True},
         {"t": "hello", "port": 1, "extra": 1},
         {"t": "peers", "addrs": [["example.org", 4000]]},
+        {"t": "peers", "addrs": [["fe80::1%\u00e9", 4000]]},  # a scope id is free text
+        {"t": "peers", "addrs": [["::1", 4000]]},
+        {"t": "peers", "addrs": [["224.0.0.251", 5353]]},
+        {"t": "peers", "addrs": [["0.0.0.0", 4000]]},
+        {"t": "peers", "addrs": [["255.255.255.255", 4000]]},
         {"t": "peers", "addrs": [["10.0.0.1"]]},
         {"t": "peers", "addrs": [[b"\x0a\x00\x00\x01", 4000]]},
         {"t": "peers", "addrs": "10.0.0.1:4000"},

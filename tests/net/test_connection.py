@@ -181,3 +181,15 @@ async def test_a_flooding_peer_is_cut_off(org: Org, pair: tuple[Member, Member],
             await b.receive_message()
         nursery.cancel_scope.cancel()
     assert "maximum" in str(info.value)
+
+
+async def test_a_peer_that_stops_reading_cannot_block_us_forever(
+    org: Org, pair: tuple[Member, Member], rng: Rng, autojump_clock: trio.testing.MockClock
+) -> None:
+    left, right = trio.testing.lockstep_stream_pair()
+    a, b = connections(org, pair, rng, left, right, timeouts=Timeouts(idle=6))
+    await both_handshake(a, b)
+    start = trio.current_time()
+    with pytest.raises(ConnectionFailed):
+        await a.send_message(b"x" * 100)  # Bruno never reads again
+    assert trio.current_time() - start == pytest.approx(6, abs=0.1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -26,14 +28,18 @@ FAST = PeerSettings(
 
 
 def local_device(member: Member, org: Org, revocations: RevocationSet | None = None) -> LocalDevice:
-    static = X25519KeyPair(member.exchange_secret.secret_bytes())
     known = revocations or RevocationSet()
+
+    def new_static(rng: Rng) -> tuple[X25519KeyPair, bytes]:
+        static = X25519KeyPair.generate(rng)
+        credentials = make_credentials(
+            member.certificate, member.device, member.device_secret, static.public
+        )
+        return static, credentials
+
     return LocalDevice(
         device_key=member.device_secret.public_key(),
-        static=static,
-        credentials=make_credentials(
-            member.certificate, member.device, member.device_secret, static.public
-        ),
+        new_static=new_static,
         verify=lambda account, device: identity.verify_chain(
             account, device, org.trust, known, NOW
         ),
@@ -147,3 +153,37 @@ async def test_a_peer_that_goes_away_is_noticed_and_found_again(org: Org, rng: R
         await outer.start(b2.run, "127.0.0.1", port_b)
         await wait_until(lambda: len(a.peers()) == 1, timeout=10)
         outer.cancel_scope.cancel()
+
+
+async def test_resets_and_stalled_strangers_do_not_hurt_the_node(org: Org, net: Net) -> None:
+    alice, bruno = org.member("alice@x.gouv.fr", "Alice"), org.member("bruno@x.gouv.fr", "Bruno")
+    a, port_a = await net.start(local_device(alice, org))
+    # Connect and reset at once, many times (the peer name is gone by accept).
+    for _ in range(20):
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port_a))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    # Strangers that connect and say nothing hold at most the per-host quota.
+    stalled = [await trio.open_tcp_stream("127.0.0.1", port_a) for _ in range(4)]
+    await trio.sleep(0.2)
+    extra = await trio.open_tcp_stream("127.0.0.1", port_a)
+    with trio.fail_after(2):
+        assert await extra.receive_some(10) == b""  # closed at once: over the quota
+    for stream in stalled:
+        await stream.aclose()
+    # The node is alive and still accepts a certified peer.
+    b, _ = await net.start(local_device(bruno, org))
+    b.add_address("127.0.0.1", port_a, "static")
+    await wait_until(lambda: len(a.peers()) == 1 and len(b.peers()) == 1)
+
+
+async def test_addresses_learnt_by_gossip_are_forgotten_when_dead(org: Org, net: Net) -> None:
+    alice = org.member("alice@x.gouv.fr", "Alice")
+    a, _ = await net.start(local_device(alice, org))
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    dead_port = listener.getsockname()[1]
+    listener.close()  # nothing listens there any more
+    a.add_address("127.0.0.1", dead_port, "gossip")
+    await wait_until(lambda: ("127.0.0.1", dead_port) not in a._addresses, timeout=15)
