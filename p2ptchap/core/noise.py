@@ -444,6 +444,11 @@ class HandshakeState:
         return self._symmetric.get_handshake_hash()
 
     @property
+    def remote_ephemeral(self) -> X25519PublicKey | None:
+        """The peer's ephemeral public key, once received (``None`` before)."""
+        return self._re
+
+    @property
     def remote_static(self) -> X25519PublicKey | None:
         """The peer's static key, known in advance or received and authenticated.
 

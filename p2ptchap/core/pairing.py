@@ -4,14 +4,20 @@ A node without a certificate cannot open a secure channel (it has no
 credentials), so enrolment and device linking use their own short exchange,
 authenticated by people instead of certificates:
 
-1. ``Noise_NN_25519_ChaChaPoly_BLAKE2b``, prologue ``p2ptchap/1 pairing``:
+1. The server first sends a **commitment**: a hash of the ephemeral key and
+   the offer it will send in message 2 (:func:`commitment`).
+2. ``Noise_NN_25519_ChaChaPoly_BLAKE2b``, prologue ``p2ptchap/1 pairing``:
    message 1 (client → server) has an empty payload; message 2 (server →
    client) carries the server's :class:`Offer` — the authority's trust file,
-   or the account's certificate and trust files.
-2. Both screens show a **short code** derived from the handshake hash
-   (:func:`short_code`).  An attacker in the middle would hold two different
-   handshakes, hence two different codes: the people compare them before the
-   server approves anything.
+   or the account's certificate and trust files.  The client checks it
+   matches the commitment.
+3. Both screens show a **short code** derived from the handshake hash
+   (:func:`short_code`).  An attacker in the middle holds two handshakes;
+   because each side's last key was fixed before the other key was known
+   (the client's ephemeral is sent after the server committed to its own),
+   the attacker cannot search for keys that make the two codes match: they
+   agree by chance only, one time in a million.  The people compare the
+   codes before the server approves anything.
 3. The client sends its request (:class:`EnrolRequest` or
    :class:`LinkRequest`); the server, once a person has approved, answers with
    a certificate (:class:`Issued`), a device bundle (:class:`Linked`), or
@@ -26,19 +32,30 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 from typing import Final
 
 from p2ptchap.core import codec
 from p2ptchap.core.codec import Limits
-from p2ptchap.core.errors import DecodeError, UsageError
+from p2ptchap.core.errors import N_, DecodeError, RemoteError, UsageError
 from p2ptchap.core.keys import KEY_SIZE, SIGNATURE_SIZE, DeviceKey, DeviceSecret, ExchangeKey, Rng
-from p2ptchap.core.noise import HandshakeState, NoiseTransport
+from p2ptchap.core.noise import HandshakeState, NoiseTransport, X25519KeyPair
 
 PROLOGUE: Final = b"p2ptchap/1 pairing"
 LINK_CONTEXT: Final = b"p2ptchap/1 device link\x00"
 LENGTH_PREFIX: Final = 2
 DEFAULT_PORT: Final = 7756
 _LIMITS: Final = Limits(max_bytes=4 << 20, max_items=1 << 14, max_depth=3)
+COMMITMENT_SIZE: Final = 32
+
+
+class PairingError(RemoteError):
+    """The other side broke the pairing exchange (for example, a false commitment)."""
+
+    default_message = N_(
+        "The pairing failed: the other side did not follow the protocol; someone may be "
+        "interfering. Try again."
+    )
 
 
 class PairingUsageError(UsageError):
@@ -219,6 +236,13 @@ def short_code(handshake_hash: bytes) -> str:
     return f"{number // 1000:03d} {number % 1000:03d}"
 
 
+def commitment(ephemeral_public: bytes, offer: Offer) -> bytes:
+    """The server's commitment to its ephemeral key and offer (32 bytes)."""
+    return hashlib.blake2b(
+        ephemeral_public + encode(offer), digest_size=COMMITMENT_SIZE, person=b"p2ptchap-commit"
+    ).digest()
+
+
 def frame(message: bytes) -> bytes:
     return len(message).to_bytes(LENGTH_PREFIX, "big") + message
 
@@ -230,36 +254,64 @@ class PairingSession:
     prefix (use :func:`frame`); the caller reads frames off the stream.
     """
 
-    def __init__(self, *, client: bool, rng: Rng) -> None:
+    def __init__(self, *, client: bool, rng: Rng, offer: Offer | None = None) -> None:
+        """A client, or a server that will send ``offer``."""
         self.client = client
+        if client == (offer is not None):
+            raise PairingUsageError("a server needs an offer, a client none")
+        # The server's ephemeral key is drawn now, so that it can commit to
+        # it before seeing the client's.
+        self._ephemeral = None if client else X25519KeyPair.generate(rng)
+        self._offer = offer
+        self._commitment = b""
         self._handshake: HandshakeState | None = HandshakeState(
-            "NN", initiator=client, prologue=PROLOGUE, rng=rng
+            "NN", initiator=client, prologue=PROLOGUE, e=self._ephemeral, rng=rng
         )
         self._transport: NoiseTransport | None = None
         self.handshake_hash = b""
 
+    def commit(self) -> bytes:
+        """Server: the commitment, sent before anything else."""
+        if self._ephemeral is None or self._offer is None:
+            raise PairingUsageError("only a server commits")
+        return commitment(bytes(self._ephemeral.public), self._offer)
+
+    def receive_commitment(self, data: bytes) -> None:
+        """Client: keep the server's commitment."""
+        if not self.client or self._commitment:
+            raise PairingUsageError("only a client receives one commitment")
+        if len(data) != COMMITMENT_SIZE:
+            raise PairingError("pairing: bad commitment")
+        self._commitment = data
+
     def hello(self) -> bytes:
-        """Client: handshake message 1."""
-        if not self.client or self._handshake is None:
-            raise PairingUsageError("only a fresh client says hello")
+        """Client: handshake message 1 (after the commitment)."""
+        if not self.client or self._handshake is None or not self._commitment:
+            raise PairingUsageError("a client says hello once, after the commitment")
         return self._handshake.write_message(b"")
 
-    def answer(self, hello: bytes, offer: Offer) -> bytes:
-        """Server: read message 1, return message 2 carrying ``offer``."""
+    def answer(self, hello: bytes) -> bytes:
+        """Server: read message 1, return message 2 carrying the offer."""
         handshake = self._require_handshake(client=False)
+        assert self._offer is not None
         if handshake.read_message(hello):
             raise DecodeError("pairing: message 1 carries a payload")
-        reply = handshake.write_message(encode(offer))
+        reply = handshake.write_message(encode(self._offer))
         self._complete(handshake)
         return reply
 
     def receive_offer(self, reply: bytes) -> Offer:
-        """Client: read message 2; return the server's offer."""
+        """Client: read message 2; return the server's offer if it matches the commitment."""
         handshake = self._require_handshake(client=True)
         offer = decode(handshake.read_message(reply))
+        remote = handshake.remote_ephemeral
         self._complete(handshake)
         if not isinstance(offer, Offer):
             raise DecodeError("pairing: message 2 is not an offer")
+        if remote is None or not hmac.compare_digest(
+            commitment(bytes(remote), offer), self._commitment
+        ):
+            raise PairingError("pairing: the offer does not match the commitment")
         return offer
 
     @property

@@ -42,6 +42,10 @@ log = logging.getLogger("p2ptchap.pairing")
 STEP_TIMEOUT = 30.0
 #: Seconds a client waits for the person at the server to decide.
 DECISION_TIMEOUT = 600.0
+#: Seconds a server waits for a new client's first message.
+HELLO_TIMEOUT = 5.0
+#: Clients connected to a pairing server at once (one is served, the rest wait).
+MAX_WAITING_CLIENTS = 8
 
 
 class PairingRefused(LocalError):
@@ -118,19 +122,31 @@ async def serve(
     listeners = await trio.open_tcp_listeners(port, host=host)
     lock = trio.Lock()
     done = trio.Event()
+    waiting = trio.CapacityLimiter(MAX_WAITING_CLIENTS)
 
     async def client(stream: trio.SocketStream) -> None:
-        async with stream, lock:
+        try:
+            who = str(stream.socket.getpeername()[0])
+        except OSError:
+            who = "?"
+        if waiting.available_tokens == 0:
+            await trio.aclose_forcefully(stream)
+            return
+        async with stream, waiting:
             framed = FramedStream(stream)
-            session = pairing.PairingSession(client=False, rng=rng)
+            session = pairing.PairingSession(client=False, rng=rng, offer=offer)
             try:
-                await framed.write(session.answer(await framed.read(), offer))
-                if await handle(session, framed) and once:
-                    done.set()
+                # The network part runs outside the lock, with a short
+                # timeout, so a silent client cannot hold the person's queue.
+                await framed.write(session.commit())
+                await framed.write(session.answer(await framed.read(HELLO_TIMEOUT)))
+                async with lock:
+                    if await handle(session, framed) and once:
+                        done.set()
             except (RemoteError, ConnectionFailed, LocalError) as exc:
                 # One bad client (or a request we cannot grant) must not stop
                 # the server: say why in the log and wait for the next one.
-                log.warning(N_("pairing with %s failed: %s"), stream.socket.getpeername()[0], exc)
+                log.warning(N_("pairing with %s failed: %s"), who, exc)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, client, listeners)
@@ -249,6 +265,7 @@ async def _open(
         raise ConnectionFailed(f"cannot reach {address[0]}:{address[1]}: {exc}") from exc
     framed = FramedStream(stream)
     session = pairing.PairingSession(client=True, rng=rng)
+    session.receive_commitment(await framed.read())
     await framed.write(session.hello())
     offer = session.receive_offer(await framed.read())
     return framed, session, offer

@@ -16,8 +16,9 @@ OFFER = pairing.Offer("authority", (b"trust file",))
 
 def handshake(rng: Rng) -> tuple[pairing.PairingSession, pairing.PairingSession, pairing.Offer]:
     client = pairing.PairingSession(client=True, rng=rng)
-    server = pairing.PairingSession(client=False, rng=rng)
-    reply = server.answer(client.hello(), OFFER)
+    server = pairing.PairingSession(client=False, rng=rng, offer=OFFER)
+    client.receive_commitment(server.commit())
+    reply = server.answer(client.hello())
     return client, server, client.receive_offer(reply)
 
 
@@ -34,18 +35,33 @@ def test_a_man_in_the_middle_shows_different_codes(rng: Rng) -> None:
     # Mallory answers the client and, separately, talks to the server: two
     # handshakes, two codes that the two people see differ.
     client = pairing.PairingSession(client=True, rng=rng)
-    mallory_as_server = pairing.PairingSession(client=False, rng=rng)
-    client.receive_offer(mallory_as_server.answer(client.hello(), OFFER))
+    mallory_as_server = pairing.PairingSession(client=False, rng=rng, offer=OFFER)
+    client.receive_commitment(mallory_as_server.commit())
+    client.receive_offer(mallory_as_server.answer(client.hello()))
     mallory_as_client = pairing.PairingSession(client=True, rng=rng)
-    server = pairing.PairingSession(client=False, rng=rng)
-    mallory_as_client.receive_offer(server.answer(mallory_as_client.hello(), OFFER))
+    server = pairing.PairingSession(client=False, rng=rng, offer=OFFER)
+    mallory_as_client.receive_commitment(server.commit())
+    mallory_as_client.receive_offer(server.answer(mallory_as_client.hello()))
     assert client.code != server.code
+
+
+def test_the_server_cannot_change_its_key_or_offer_after_committing(rng: Rng) -> None:
+    # To search for a matching code, a man in the middle would have to pick
+    # its key (or offer) after seeing the client's: the commitment forbids it.
+    for other_offer in (OFFER, pairing.Offer("authority", (b"another trust file",))):
+        client = pairing.PairingSession(client=True, rng=rng)
+        committed = pairing.PairingSession(client=False, rng=rng, offer=OFFER)
+        client.receive_commitment(committed.commit())
+        swapped = pairing.PairingSession(client=False, rng=rng, offer=other_offer)
+        with pytest.raises(pairing.PairingError):
+            client.receive_offer(swapped.answer(client.hello()))
 
 
 def test_tampered_messages_are_rejected(rng: Rng) -> None:
     client = pairing.PairingSession(client=True, rng=rng)
-    server = pairing.PairingSession(client=False, rng=rng)
-    reply = bytearray(server.answer(client.hello(), OFFER))
+    server = pairing.PairingSession(client=False, rng=rng, offer=OFFER)
+    client.receive_commitment(server.commit())
+    reply = bytearray(server.answer(client.hello()))
     reply[-1] ^= 1
     with pytest.raises(RemoteError):
         client.receive_offer(bytes(reply))
@@ -94,9 +110,11 @@ def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
 
 
 def test_out_of_order_use_is_refused(rng: Rng) -> None:
-    server = pairing.PairingSession(client=False, rng=rng)
+    server = pairing.PairingSession(client=False, rng=rng, offer=OFFER)
     with pytest.raises(pairing.PairingUsageError):
         server.hello()
+    with pytest.raises(pairing.PairingUsageError):
+        pairing.PairingSession(client=True, rng=rng).hello()  # before the commitment
     with pytest.raises(pairing.PairingUsageError):
         server.seal(pairing.Refused("x"))
     with pytest.raises(pairing.PairingUsageError):
