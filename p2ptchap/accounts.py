@@ -422,16 +422,21 @@ def add_device(
     return device, target
 
 
-def import_device(
-    home: Home, bundle_path: Path, passphrase: str, now: int, rng: Rng
-) -> DeviceCertificate:
-    """Install on this (new) home a device made by ``device add`` on the first device."""
+def require_no_device(home: Home) -> None:
+    """Refuse to make a device of a home that already is one."""
     if home.device_key.exists():
         raise UsageError(
             "device exists",
             user_message="{home} already holds a device; use an empty --home.",
             home=home.root,
         )
+
+
+def import_device(
+    home: Home, bundle_path: Path, passphrase: str, now: int, rng: Rng
+) -> DeviceCertificate:
+    """Install on this (new) home a device made by ``device add`` on the first device."""
+    require_no_device(home)
     try:
         bundle = codec.expect_map(
             codec.decode(
@@ -482,12 +487,7 @@ def install_device(
     certificate must be for ``secrets``' keys, and every sibling device must
     belong to the same account; nothing is written before all of that holds.
     """
-    if home.device_key.exists():
-        raise UsageError(
-            "device exists",
-            user_message="{home} already holds a device; use an empty --home.",
-            home=home.root,
-        )
+    require_no_device(home)
     trust = TrustStore(parse_trust_file(t) for t in trust_files)
     revocations = revocation.RevocationSet()
     revocations.add_all(records, trust)

@@ -26,7 +26,6 @@ from p2ptchap.core.errors import (
     DecodeError,
     LocalError,
     RemoteError,
-    UsageError,
     VerificationError,
     VerificationFailure,
 )
@@ -310,12 +309,7 @@ async def link_device(
     rng: Rng,
 ) -> DeviceCertificate:
     """``device link``: make this empty home a new device of the account served at ``address``."""
-    if home.device_key.exists():
-        raise UsageError(
-            "device exists",
-            user_message="{home} already holds a device; use an empty --home.",
-            home=home.root,
-        )
+    accounts.require_no_device(home)
     secrets = accounts.DeviceSecrets.generate(rng)
     display_name = identity.normalise_display_name(name, identity.MAX_DEVICE_NAME)
     framed, session, offer = await _open(address, rng)
