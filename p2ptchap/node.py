@@ -197,12 +197,19 @@ class Node:
         assert self.port is not None
         addresses = [self.config.interface] if self.config.interface else None
         discovery = Discovery(self.port, self.instance_id, addresses)
+        seen: dict[str, PeerSeen] = {}
         async with trio.open_nursery() as nursery:
             await nursery.start(discovery.run)
             async for event in discovery.events:
                 if isinstance(event, PeerSeen):
+                    seen[event.instance_id] = event
                     for address in event.addresses:
                         self.peers.add_address(address, event.port, "mdns")
+                elif (gone := seen.pop(event.instance_id, None)) is not None:
+                    # Connections, not mDNS, tell whether a peer is alive; but an
+                    # announcement withdrawn is a reason to stop dialling it.
+                    for address in gone.addresses:
+                        self.peers.forget_address(address, gone.port)
 
     async def _watch_revocations(self) -> None:
         """Reload revocations when the file changes; drop peers no longer valid.

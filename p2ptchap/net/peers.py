@@ -82,6 +82,12 @@ class PeerSettings:
     backoff_max: float = 4.0
     gossip_interval: float = 15.0
     max_addresses: int = 1024
+    #: Of those, at most this many from mDNS (unauthenticated announcements)
+    #: and from gossip, so neither source can crowd out the other.
+    max_from_mdns: int = 256
+    max_from_gossip: int = 512
+    #: How long an address that led back to ourselves is left alone.
+    self_retry: float = 300.0
     #: Addresses learnt from mDNS or gossip are forgotten after this many
     #: failed dials in a row (static ones never are).
     forget_after: int = 6
@@ -97,7 +103,7 @@ class _AddressState:
     failures: int = 0
     next_attempt: float = 0.0
     dialing: bool = False
-    is_self: bool = False
+    self_until: float = 0.0
     #: The device last reached at this address: no need to dial while it is
     #: connected (perhaps by its own dial to us).
     device: DeviceKey | None = None
@@ -181,11 +187,22 @@ class PeerManager:
                 state.next_attempt = min(state.next_attempt, trio.current_time() + 0.5)
                 self._wake_dialer.set()
             return
-        if len(self._addresses) >= self.settings.max_addresses:
-            log.debug("address book full; ignoring %s:%d", host, port)
+        quota = {
+            "mdns": self.settings.max_from_mdns,
+            "gossip": self.settings.max_from_gossip,
+        }.get(via, self.settings.max_addresses)
+        from_source = sum(1 for known in self._addresses.values() if known.via == via)
+        if len(self._addresses) >= self.settings.max_addresses or from_source >= quota:
+            log.debug("address book full for %s; ignoring %s:%d", via, host, port)
             return
         self._addresses[key] = _AddressState(via)
         self._wake_dialer.set()
+
+    def forget_address(self, host: str, port: int) -> None:
+        """Drop an address learnt from mDNS (its announcement is gone), unless in use."""
+        state = self._addresses.get((host, port))
+        if state is not None and state.via == "mdns" and not state.dialing:
+            del self._addresses[(host, port)]
 
     def disconnect(self, should_drop: Callable[[VerifiedDevice], bool]) -> int:
         """Close connections to peers for which ``should_drop`` is true (e.g. now revoked)."""
@@ -275,7 +292,7 @@ class PeerManager:
             }
             wake_at = math.inf
             for address, state in self._addresses.items():
-                if state.dialing or state.is_self or address in connected:
+                if state.dialing or state.self_until > now or address in connected:
                     continue
                 if state.device is not None and state.device in self._peers:
                     continue
@@ -363,7 +380,8 @@ class PeerManager:
         if verified.device.device_key == self.me.device_key:
             # We dialled ourselves (our own address came back by gossip).
             if state is not None:
-                state.is_self = True
+                # Not forever: a relay could have reflected our dial to us.
+                state.self_until = trio.current_time() + self.settings.self_retry
             await connection.aclose()
             return True
         if hello is None:

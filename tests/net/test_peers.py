@@ -127,7 +127,7 @@ async def test_our_own_address_is_recognised_and_not_dialled_again(org: Org, net
     alice = org.member("alice@x.gouv.fr", "Alice")
     a, port_a = await net.start(local_device(alice, org))
     a.add_address("127.0.0.1", port_a, "gossip")
-    await wait_until(lambda: a._addresses[("127.0.0.1", port_a)].is_self)
+    await wait_until(lambda: a._addresses[("127.0.0.1", port_a)].self_until > trio.current_time())
     assert a.peers() == []
 
 
@@ -187,3 +187,16 @@ async def test_addresses_learnt_by_gossip_are_forgotten_when_dead(org: Org, net:
     listener.close()  # nothing listens there any more
     a.add_address("127.0.0.1", dead_port, "gossip")
     await wait_until(lambda: ("127.0.0.1", dead_port) not in a._addresses, timeout=15)
+
+
+async def test_each_source_has_its_own_quota_in_the_address_book(org: Org, rng: Rng) -> None:
+    alice = org.member("alice@x.gouv.fr", "Alice")
+    manager = PeerManager(local_device(alice, org), rng=rng, settings=FAST)
+    for i in range(400):  # a flood of (unauthenticated) mDNS announcements
+        manager.add_address(f"10.9.{i // 250}.{i % 250 + 1}", 7755, "mdns")
+    assert sum(1 for s in manager._addresses.values() if s.via == "mdns") == 256
+    manager.add_address("10.8.0.1", 7755, "gossip")
+    manager.add_address("10.8.0.2", 7755, "static")
+    assert {s.via for s in manager._addresses.values()} == {"mdns", "gossip", "static"}
+    manager.forget_address("10.9.0.1", 7755)  # its announcement was withdrawn
+    assert ("10.9.0.1", 7755) not in manager._addresses
