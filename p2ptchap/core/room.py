@@ -1,0 +1,479 @@
+"""Room state: which events count, and what the room looks like after them.
+
+The state is a **pure function of the set of events**: two nodes holding the
+same events compute the same state, whatever order the events arrived in.
+:func:`resolve` does it in four steps, documented in ``docs/protocol.md``
+§10:
+
+1. **Order.**  Events are sorted by ``(depth, id)``.  Because a valid
+   ``depth`` is one more than the largest parent depth, this is a topological
+   order: parents always come first.
+2. **Admission.**  In that order, an event is admitted if its parents and its
+   device's previous event are known and admitted, its ``depth`` is right,
+   its ``prev_seq`` is its device's event ``seq − 1``, no earlier event of the
+   device has the same ``seq`` (a fork), and the directory knows its sender
+   (device of that account, certificate valid).  Events whose parents are
+   missing wait (*pending*); the others not admitted are rejected with a
+   reason.
+3. **Authorization** (replay).  Admitted events are applied in order to a
+   running state, each checked against it by the rules in :func:`_authorize`.
+4. **Strong remove** (Kleppmann, PaPoC 2022).  A removal (kick or ban) also
+   drops the removed member's events that are *concurrent* with it — not in
+   its causal past — and a switch that disallows externals drops external
+   joins concurrent with it.  Removals themselves are exempt, so a mutual
+   removal removes both.  Steps 3–4 repeat, the dropped set only growing,
+   until nothing changes.
+
+Causality is tracked with per-device vector clocks (each device's events
+form a chain through ``prev_seq``), so "is x in the causal past of y" costs
+one dictionary look-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from p2ptchap.core.events import (
+    ADMIN,
+    MEMBER,
+    MODERATOR,
+    Event,
+    EventType,
+    Membership,
+)
+from p2ptchap.core.identity import Kind
+from p2ptchap.core.keys import AccountKey, DeviceKey
+
+DEFAULT_POWER: Final = {
+    "invite": MEMBER,
+    "kick": MODERATOR,
+    "ban": MODERATOR,
+    "redact": MODERATOR,
+    "state": MODERATOR,
+    "post": MEMBER,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Person:
+    """What the directory says about an account: kind and normalised address."""
+
+    kind: Kind
+    email: str
+
+
+#: ``directory(account, device)``: the person behind an account if ``device``
+#: is one of its valid devices and its certificate is valid, else ``None``.
+Directory = Callable[[AccountKey, DeviceKey], Person | None]
+#: ``people(account)``: the person behind an account key, or ``None``.
+People = Callable[[AccountKey], Person | None]
+
+
+class Rejection(enum.Enum):
+    """Why an event does not count (stable strings, for logs and the API)."""
+
+    REJECTED_PARENT = "rejected-parent"
+    WRONG_ROOM = "wrong-room"
+    LYING_DEPTH = "lying-depth"
+    BROKEN_CHAIN = "broken-chain"
+    DEVICE_FORK = "device-fork"
+    UNKNOWN_SENDER = "unknown-sender"
+    NOT_A_MEMBER = "not-a-member"
+    INSUFFICIENT_POWER = "insufficient-power"
+    BANNED = "banned"
+    NOT_INVITED = "not-invited"
+    EXTERNALS_NOT_ALLOWED = "externals-not-allowed"
+    DIRECT_ROOM = "direct-room"
+    BAD_TARGET = "bad-target"
+    REMOVED_CONCURRENTLY = "removed-concurrently"
+
+
+@dataclasses.dataclass
+class RoomState:
+    """The state after the accepted events (a snapshot; do not mutate)."""
+
+    room: bytes
+    creator: AccountKey
+    direct: bool = False
+    name: str = ""
+    topic: str = ""
+    join_rule: str = "private"
+    allow_externals: bool = False
+    history: str = "joined"
+    power: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_POWER))
+    levels: dict[AccountKey, int] = dataclasses.field(default_factory=dict)
+    membership: dict[AccountKey, Membership] = dataclasses.field(default_factory=dict)
+    email_invites: set[str] = dataclasses.field(default_factory=set)
+
+    def level(self, account: AccountKey) -> int:
+        return self.levels.get(account, MEMBER)
+
+    def members(self) -> list[AccountKey]:
+        return sorted((a for a, m in self.membership.items() if m is Membership.JOIN), key=bytes)
+
+    def is_member(self, account: AccountKey) -> bool:
+        return self.membership.get(account) is Membership.JOIN
+
+
+@dataclasses.dataclass
+class Resolution:
+    """The outcome of :func:`resolve`."""
+
+    state: RoomState | None
+    accepted: list[Event]
+    rejected: dict[bytes, Rejection]
+    pending: list[Event]
+
+
+Clock = dict[DeviceKey, int]
+
+
+def _admit(
+    events: Iterable[Event], room: bytes, directory: Directory
+) -> tuple[list[Event], dict[bytes, Rejection], list[Event], dict[bytes, Clock]]:
+    # Duplicates are harmless: one event per id.
+    ordered = sorted({e.id: e for e in events}.values(), key=lambda e: (e.depth, e.id))
+    admitted: dict[bytes, Event] = {}
+    clocks: dict[bytes, Clock] = {}
+    rejected: dict[bytes, Rejection] = {}
+    pending: list[Event] = []
+    seqs: set[tuple[DeviceKey, int]] = set()
+    known = {e.id for e in ordered}
+    for event in ordered:
+        parents = [*event.prev, *([event.prev_seq] if event.prev_seq else [])]
+        if any(p not in known for p in parents):
+            pending.append(event)
+            known.discard(event.id)  # its children wait too
+            continue
+        reason = None
+        if any(p not in admitted for p in parents):
+            reason = Rejection.REJECTED_PARENT
+        elif event.room != room:
+            reason = Rejection.WRONG_ROOM
+        elif event.type is not EventType.CREATE and event.depth != 1 + max(
+            admitted[p].depth for p in event.prev
+        ):
+            reason = Rejection.LYING_DEPTH
+        elif event.prev_seq is not None and (
+            admitted[event.prev_seq].device != event.device
+            or admitted[event.prev_seq].seq != event.seq - 1
+        ):
+            reason = Rejection.BROKEN_CHAIN
+        elif (event.device, event.seq) in seqs:
+            reason = Rejection.DEVICE_FORK
+        elif directory(event.account, event.device) is None:
+            reason = Rejection.UNKNOWN_SENDER
+        if reason is not None:
+            rejected[event.id] = reason
+            continue
+        clock: Clock = {}
+        for parent in parents:
+            for device, seq in clocks[parent].items():
+                if clock.get(device, 0) < seq:
+                    clock[device] = seq
+        clock[event.device] = event.seq
+        clocks[event.id] = clock
+        admitted[event.id] = event
+        seqs.add((event.device, event.seq))
+    return list(admitted.values()), rejected, pending, clocks
+
+
+def _before(x: Event, y: Event, clocks: dict[bytes, Clock]) -> bool:
+    """Whether ``x`` is in the causal past of ``y`` (or is ``y``)."""
+    return clocks[y.id].get(x.device, 0) >= x.seq
+
+
+def _target(event: Event) -> AccountKey:
+    assert event.state_key is not None
+    return AccountKey(bytes.fromhex(event.state_key))
+
+
+def _is_removal(event: Event) -> bool:
+    if event.type is not EventType.MEMBER:
+        return False
+    membership = Membership(str(event.content["membership"]))
+    return membership is Membership.BAN or (
+        membership is Membership.LEAVE and _target(event) != event.account
+    )
+
+
+def _int(event: Event, key: str) -> int:
+    value = event.content[key]
+    assert isinstance(value, int)  # checked by the content schema
+    return value
+
+
+def _levels(event: Event) -> dict[AccountKey, int]:
+    users = event.content["users"]
+    assert isinstance(users, dict)  # checked by the content schema
+    return {
+        AccountKey(k): v for k, v in users.items() if isinstance(k, bytes) and isinstance(v, int)
+    }
+
+
+def _authorize(  # noqa: PLR0911 - the rules, one after the other
+    state: RoomState, event: Event, person: Person, people: People, by_id: dict[bytes, Event]
+) -> Rejection | None:
+    """The authorization rules; ``None`` means the event is allowed."""
+    sender = event.account
+    level = state.level(sender)
+    kind = event.type
+    if kind is EventType.MEMBER:
+        return _authorize_member(state, event, person, people)
+    if not state.is_member(sender):
+        return Rejection.NOT_A_MEMBER
+    if kind is EventType.EMAIL_INVITE:
+        return None if level >= state.power["invite"] else Rejection.INSUFFICIENT_POWER
+    if kind in {EventType.NAME, EventType.TOPIC, EventType.HISTORY, EventType.EXTERNALS}:
+        return None if level >= state.power["state"] else Rejection.INSUFFICIENT_POWER
+    if kind is EventType.JOIN_RULE:
+        if state.direct:
+            return Rejection.DIRECT_ROOM
+        return None if level >= state.power["state"] else Rejection.INSUFFICIENT_POWER
+    if kind is EventType.POWER:
+        if level < state.power["state"]:
+            return Rejection.INSUFFICIENT_POWER
+        return _authorize_power(state, event, level)
+    if kind is EventType.MESSAGE:
+        return None if level >= state.power["post"] else Rejection.INSUFFICIENT_POWER
+    target_id = event.content["target"]
+    target = by_id.get(target_id) if isinstance(target_id, bytes) else None
+    if target is None or target.room != state.room:
+        return Rejection.BAD_TARGET
+    if kind is EventType.EDIT:
+        ok = target.type is EventType.MESSAGE and target.account == sender
+        return None if ok else Rejection.BAD_TARGET
+    if kind is EventType.REACTION:
+        return None if level >= state.power["post"] else Rejection.INSUFFICIENT_POWER
+    # Redaction: one's own events, or with the power to redact.
+    ok = target.account == sender or level >= state.power["redact"]
+    return None if ok else Rejection.INSUFFICIENT_POWER
+
+
+def _authorize_power(state: RoomState, event: Event, level: int) -> Rejection | None:
+    new_levels = _levels(event)
+    # Nobody grants more than they hold, nor changes someone at or above them
+    # (except lowering themselves).
+    for account in set(new_levels) | set(state.levels):
+        old, new = state.level(account), new_levels.get(account, MEMBER)
+        if old == new:
+            continue
+        if new > level or (old >= level and account != event.account):
+            return Rejection.INSUFFICIENT_POWER
+    for action in DEFAULT_POWER:
+        old, new = state.power[action], _int(event, action)
+        if old != new and (old > level or new > level):
+            return Rejection.INSUFFICIENT_POWER
+    return None
+
+
+def _authorize_member(  # noqa: PLR0911, PLR0912 - membership transitions, each explicit
+    state: RoomState, event: Event, person: Person, people: People
+) -> Rejection | None:
+    sender, target = event.account, _target(event)
+    membership = Membership(str(event.content["membership"]))
+    current = state.membership.get(target)
+    level = state.level(sender)
+    if membership is Membership.JOIN:
+        if sender != target:
+            return Rejection.BAD_TARGET
+        if current is Membership.BAN:
+            return Rejection.BANNED
+        if person.kind is Kind.EXTERNAL and not state.allow_externals:
+            return Rejection.EXTERNALS_NOT_ALLOWED
+        invited = current is Membership.INVITE or person.email in state.email_invites
+        public = state.join_rule == "public" and person.kind is Kind.AGENT
+        return None if invited or public or current is Membership.JOIN else Rejection.NOT_INVITED
+    if membership is Membership.LEAVE and sender == target:
+        ok = current in {Membership.JOIN, Membership.INVITE}
+        return None if ok else Rejection.NOT_A_MEMBER
+    # Someone acting on someone else: invite, kick, ban, unban.
+    if not state.is_member(sender):
+        return Rejection.NOT_A_MEMBER
+    if membership is Membership.INVITE:
+        if level < state.power["invite"]:
+            return Rejection.INSUFFICIENT_POWER
+        if current in {Membership.BAN, Membership.JOIN}:
+            return Rejection.BANNED if current is Membership.BAN else Rejection.BAD_TARGET
+        invitee = people(target)
+        if invitee is None:
+            return Rejection.UNKNOWN_SENDER
+        if invitee.kind is Kind.EXTERNAL and not state.allow_externals:
+            return Rejection.EXTERNALS_NOT_ALLOWED
+        if state.direct:
+            taken = sum(
+                1 for m in state.membership.values() if m in {Membership.JOIN, Membership.INVITE}
+            )
+            if taken >= 2:
+                return Rejection.DIRECT_ROOM
+            # Tchap's rule: an external cannot open a conversation with an agent.
+            if person.kind is Kind.EXTERNAL and invitee.kind is Kind.AGENT:
+                return Rejection.DIRECT_ROOM
+        return None
+    needed = (
+        state.power["ban"]
+        if membership is Membership.BAN or current is Membership.BAN
+        else (state.power["kick"])
+    )
+    if membership is Membership.LEAVE and current not in {
+        Membership.JOIN,
+        Membership.INVITE,
+        Membership.BAN,
+    }:
+        return Rejection.BAD_TARGET
+    if level < needed or level <= state.level(target):
+        return Rejection.INSUFFICIENT_POWER
+    return None
+
+
+def _apply(state: RoomState, event: Event) -> None:
+    kind, content = event.type, event.content
+    if kind is EventType.NAME:
+        state.name = str(content["name"])
+    elif kind is EventType.TOPIC:
+        state.topic = str(content["topic"])
+    elif kind is EventType.JOIN_RULE:
+        state.join_rule = str(content["rule"])
+    elif kind is EventType.EXTERNALS:
+        state.allow_externals = bool(content["allow"])
+    elif kind is EventType.HISTORY:
+        state.history = str(content["visibility"])
+    elif kind is EventType.POWER:
+        state.levels = _levels(event)
+        state.power = {action: _int(event, action) for action in DEFAULT_POWER}
+    elif kind is EventType.EMAIL_INVITE:
+        assert event.state_key is not None
+        if content["invited"]:
+            state.email_invites.add(event.state_key)
+        else:
+            state.email_invites.discard(event.state_key)
+    elif kind is EventType.MEMBER:
+        target = _target(event)
+        membership = Membership(str(content["membership"]))
+        state.membership[target] = membership
+
+
+@dataclasses.dataclass
+class _Replay:
+    """One authorization pass over the admitted events (steps 3 and 4)."""
+
+    admitted: list[Event]
+    clocks: dict[bytes, Clock]
+    dropped: set[bytes]
+    directory: Directory
+    people: People
+    #: Causal state before each removal, computed once per pass.
+    causal: dict[bytes, RoomState | None] = dataclasses.field(default_factory=dict)
+
+    def causal_state(self, removal: Event) -> RoomState | None:
+        """The state made by the removal's causal past alone.
+
+        A removal is judged by what its author could see: a concurrent
+        demotion or removal of its author does not cancel it.  That is what
+        makes a mutual removal remove both.
+        """
+        if removal.id not in self.causal:
+            past = [
+                e for e in self.admitted if e.id != removal.id and _before(e, removal, self.clocks)
+            ]
+            self.causal[removal.id] = self.run(past)[0]
+        return self.causal[removal.id]
+
+    def run(
+        self, admitted: list[Event]
+    ) -> tuple[RoomState | None, list[Event], dict[bytes, Rejection]]:
+        return _replay(admitted, self)
+
+
+def _replay(
+    admitted: list[Event], context: _Replay
+) -> tuple[RoomState | None, list[Event], dict[bytes, Rejection]]:
+    dropped, directory, people = context.dropped, context.directory, context.people
+    state: RoomState | None = None
+    accepted: list[Event] = []
+    rejected: dict[bytes, Rejection] = {}
+    by_id: dict[bytes, Event] = {}
+    for event in admitted:
+        if event.id in dropped:
+            rejected[event.id] = Rejection.REMOVED_CONCURRENTLY
+            continue
+        if event.type is EventType.CREATE:
+            state = RoomState(
+                room=event.id,
+                creator=event.account,
+                direct=bool(event.content["direct"]),
+                levels={event.account: ADMIN},
+                membership={event.account: Membership.JOIN},
+            )
+            accepted.append(event)
+            by_id[event.id] = event
+            continue
+        assert state is not None  # the create event is first in order
+        person = directory(event.account, event.device)
+        assert person is not None  # checked at admission
+        judged_by = state
+        if _is_removal(event):
+            judged_by = context.causal_state(event) or state
+        reason = _authorize(judged_by, event, person, people, by_id)
+        if reason is not None:
+            rejected[event.id] = reason
+            continue
+        _apply(state, event)
+        accepted.append(event)
+        by_id[event.id] = event
+    return state, accepted, rejected
+
+
+def _strong_remove(
+    admitted: list[Event], accepted: list[Event], clocks: dict[bytes, Clock], directory: Directory
+) -> set[bytes]:
+    """Events to drop because an accepted removal (or externals switch) is concurrent.
+
+    All admitted events are considered, accepted or not, so that such an
+    event is reported as ``removed-concurrently`` wherever it falls in the
+    order.
+    """
+    removals = [e for e in accepted if _is_removal(e)]
+    closing = [e for e in accepted if e.type is EventType.EXTERNALS and not e.content["allow"]]
+    dropped = set()
+    for event in admitted:
+        if event.type is EventType.CREATE or _is_removal(event):
+            continue
+        for removal in removals:
+            if (
+                _target(removal) == event.account
+                and not _before(event, removal, clocks)
+                and (not _before(removal, event, clocks))
+            ):
+                dropped.add(event.id)
+        if event.type is EventType.MEMBER and event.content["membership"] == "join":
+            person = directory(event.account, event.device)
+            if (
+                person is not None
+                and person.kind is Kind.EXTERNAL
+                and any(
+                    not _before(event, c, clocks) and not _before(c, event, clocks) for c in closing
+                )
+            ):
+                dropped.add(event.id)
+    return dropped
+
+
+def resolve(
+    events: Iterable[Event], room: bytes, directory: Directory, people: People
+) -> Resolution:
+    """The room's state from a set of events (see the module documentation)."""
+    admitted, rejected, pending, clocks = _admit(events, room, directory)
+    dropped: set[bytes] = set()
+    while True:
+        context = _Replay(admitted, clocks, dropped, directory, people)
+        state, accepted, refused = context.run(admitted)
+        more = _strong_remove(admitted, accepted, clocks, directory) - dropped
+        if not more:
+            break
+        dropped |= more
+    rejected.update(refused)
+    return Resolution(state, accepted, rejected, pending)
