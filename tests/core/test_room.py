@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import pytest
@@ -11,110 +10,12 @@ from hypothesis import strategies as st
 
 from p2ptchap.core.events import Event, EventType, make_event
 from p2ptchap.core.identity import Kind
-from p2ptchap.core.keys import AccountKey, AccountSecret, DeviceKey, DeviceSecret
-from p2ptchap.core.room import Person, Rejection, Resolution, _admit, _before, resolve
-from tests.conftest import make_rng
+from p2ptchap.core.keys import DeviceSecret
+from p2ptchap.core.room import Person, Rejection, Resolution, _admit, _before
+from tests.room_cell import Cell
 
 T = EventType
 R = Rejection
-
-
-@dataclasses.dataclass
-class Author:
-    name: str
-    account: AccountSecret
-    device: DeviceSecret
-    person: Person
-    seq: int = 0
-    last: bytes | None = None
-
-    @property
-    def key(self) -> AccountKey:
-        return self.account.public_key()
-
-    @property
-    def hex(self) -> str:
-        return bytes(self.key).hex()
-
-
-class Cell:
-    """People, and a way to write events from any author's point of view."""
-
-    def __init__(self, seed: int = 1) -> None:
-        self.rng = make_rng(seed)
-        self.authors: dict[str, Author] = {}
-        self.room: bytes = b""
-
-    def person(self, name: str, kind: Kind = Kind.AGENT) -> Author:
-        author = Author(
-            name,
-            AccountSecret.generate(self.rng),
-            DeviceSecret.generate(self.rng),
-            Person(kind, f"{name}@x.gouv.fr"),
-        )
-        self.authors[name] = author
-        return author
-
-    def directory(self, account: AccountKey, device: DeviceKey) -> Person | None:
-        for author in self.authors.values():
-            if author.key == account and author.device.public_key() == device:
-                return author.person
-        return None
-
-    def people(self, account: AccountKey) -> Person | None:
-        return next((a.person for a in self.authors.values() if a.key == account), None)
-
-    def create(self, author: Author, direct: bool = False) -> Event:
-        event = make_event(
-            author.device,
-            author.key,
-            T.CREATE,
-            {"direct": direct},
-            room=None,
-            seq=1,
-            prev_seq=None,
-            prev=[],
-            depth=0,
-            ts=0,
-            state_key="",
-        )
-        author.seq, author.last, self.room = 1, event.id, event.id
-        return event
-
-    def emit(
-        self,
-        author: Author,
-        view: list[Event],
-        kind: EventType,
-        content: dict,  # type: ignore[type-arg]
-        state_key: str | None = None,
-    ) -> Event:
-        referenced = {p for e in view for p in e.prev}
-        heads = sorted((e for e in view if e.id not in referenced), key=lambda e: (e.depth, e.id))
-        heads = heads[-16:]
-        author.seq += 1
-        event = make_event(
-            author.device,
-            author.key,
-            kind,
-            content,
-            room=self.room,
-            seq=author.seq,
-            prev_seq=author.last,
-            prev=[e.id for e in heads],
-            depth=1 + max(e.depth for e in heads),
-            ts=0,
-            state_key=state_key,
-        )
-        author.last = event.id
-        view.append(event)
-        return event
-
-    def member(self, author: Author, view: list[Event], target: Author, membership: str) -> Event:
-        return self.emit(author, view, T.MEMBER, {"membership": membership}, target.hex)
-
-    def resolve(self, events: list[Event]) -> Resolution:
-        return resolve(events, self.room, self.directory, self.people)
 
 
 def roles(cell: Cell, result: Resolution) -> dict[str, str]:

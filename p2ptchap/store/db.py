@@ -1,0 +1,138 @@
+"""The node's SQLite database: WAL mode, one writer, versioned migrations.
+
+One file, ``HOME/node.db``.  Every change happens in one ``BEGIN IMMEDIATE``
+transaction, so a process killed at any moment leaves the file as it was
+before or after the transaction, never in between (SQLite's WAL guarantees
+it; ``tests/store/test_db.py`` kills writers with SIGKILL to check).
+
+Migrations are numbered SQL scripts applied in order, each in its own
+transaction together with the new ``user_version``; a database made by a
+newer version of p2ptchap is refused rather than misread.
+
+SQLite errors are translated here, once: a full disk, a damaged file or a
+locked database become :class:`~p2ptchap.core.errors.StorageError` with one
+sentence for the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from p2ptchap.core.errors import N_, StorageError
+
+DB_NAME: Final = "node.db"
+
+#: Migration n brings the schema from version n - 1 to n.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: room events, as received, with what resolution decided about them.
+    """
+    CREATE TABLE events (
+        id       BLOB PRIMARY KEY,
+        room     BLOB NOT NULL,
+        depth    INTEGER NOT NULL,
+        type     TEXT NOT NULL,
+        account  BLOB NOT NULL,
+        device   BLOB NOT NULL,
+        seq      INTEGER NOT NULL,
+        raw      BLOB NOT NULL,
+        status   TEXT NOT NULL DEFAULT 'new'
+                 CHECK (status IN ('new', 'accepted', 'rejected', 'pending')),
+        reason   TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_room ON events (room, depth, id);
+    CREATE TABLE rooms (
+        room     BLOB PRIMARY KEY,
+        name     TEXT NOT NULL DEFAULT '',
+        accepted INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        message = N_("The disk is full: {path} could not be written; free some space and retry.")
+    elif code in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}:
+        message = N_("The database {path} is in use by another program; close it and retry.")
+    elif code in {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}:
+        message = N_("The database {path} is damaged; restore it from a backup.")
+    else:
+        message = N_("The database {path} could not be used: {reason}.")
+    return StorageError(f"{path}: {exc}", user_message=message, path=path, reason=str(exc))
+
+
+class Database:
+    """An open node database (see the module documentation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.connection = sqlite3.connect(path, isolation_level=None, timeout=5)
+            self.connection.execute("PRAGMA journal_mode = WAL")
+            self.connection.execute("PRAGMA synchronous = NORMAL")
+            self.connection.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise _storage_error(path, exc) from exc
+
+    @property
+    def version(self) -> int:
+        row = self.connection.execute("PRAGMA user_version").fetchone()
+        return int(row[0])
+
+    def _migrate(self) -> None:
+        current = self.version
+        if current > len(MIGRATIONS):
+            raise StorageError(
+                f"schema {current} is newer than {len(MIGRATIONS)}",
+                user_message=N_(
+                    "The database {path} was made by a newer p2ptchap; update this one."
+                ),
+                path=self.path,
+            )
+        for number in range(current + 1, len(MIGRATIONS) + 1):
+            # executescript() commits first; run the script and the version
+            # bump as one explicit transaction instead.
+            with self.transaction() as cursor:
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        cursor.execute(statement)
+                cursor.execute(f"PRAGMA user_version = {number}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """A write transaction: all of it happens, or none of it."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.connection.execute("ROLLBACK")
+            raise _storage_error(self.path, exc) from exc
+        finally:
+            cursor.close()
+
+    def query(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Rows of a read-only query."""
+        try:
+            return list(self.connection.execute(sql, parameters))
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from exc
+
+    def check(self) -> bool:
+        """SQLite's own integrity check."""
+        return self.query("PRAGMA integrity_check") == [("ok",)]
+
+    def close(self) -> None:
+        self.connection.close()
