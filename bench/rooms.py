@@ -1,4 +1,4 @@
-"""Room benchmark: resolving a room from its events (issue 4, partial).
+"""Room benchmark: resolving a room, at once and event by event (issue 4, partial).
 
 Builds a room of N messages from two members and measures ``resolve`` (which
 re-checks no signature: events are parsed once, when received) and
@@ -21,6 +21,7 @@ import nacl.signing
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p2ptchap.core.events import EventType, parse_event
+from p2ptchap.core.live_room import LiveRoom
 from tests.room_cell import Cell
 
 
@@ -58,10 +59,16 @@ def main() -> None:
         for event in view:
             parse_event(event.raw)
         parse_s = time.perf_counter() - start
+        live = LiveRoom(cell.room, cell.directory, cell.people)
+        start = time.perf_counter()
+        for event in view:
+            live.add(event)
+        live_s = time.perf_counter() - start
         print(
             f"N={n:6d}: resolve {len(view) / resolve_s:8.0f} events/s (whole room), "
             f"parse+verify {len(view) / parse_s:8.0f} events/s "
-            f"({len(view) / parse_s / verify_rate:.2f} of bare verify)"
+            f"({len(view) / parse_s / verify_rate:.2f} of bare verify), "
+            f"incremental {len(view) / live_s:8.0f} events/s ({live.full} full resolution)"
         )
 
 
