@@ -93,6 +93,20 @@ class LiveRoom:
         clock[event.device] = event.seq
         return clock
 
+    def load(self, events: list[Event]) -> None:
+        """Start from a known set of events (one full resolution)."""
+        self.events = {e.id: e for e in events}
+        self._resolve_all()
+
+    def status(self, event_id: bytes) -> tuple[str, str | None]:
+        """``("accepted" | "rejected" | "pending", reason or None)`` of a known event."""
+        if event_id in self._pending:
+            return "pending", None
+        reason = self.resolution.rejected.get(event_id)
+        if reason is not None:
+            return "rejected", reason.value
+        return "accepted", None
+
     def add(self, event: Event) -> None:
         """Take one more event of this room (duplicates are ignored)."""
         if event.id in self.events:

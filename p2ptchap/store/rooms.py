@@ -6,8 +6,11 @@ rejected event must not be fetched again and again) and, after each batch,
 the status :func:`p2ptchap.core.room.resolve` gives each event.  A batch of
 events and the statuses it leads to are written in one transaction.
 
-Resolution is recomputed from the room's whole event set on each batch;
-making it incremental is open work (see ``docs/protocol.md`` §10).
+Each room's state is kept in memory as a :class:`~p2ptchap.core.live_room.
+LiveRoom`, loaded from disk on first use: a batch costs time in proportion to
+its own size in the common case, not to the room's.  If a write fails the
+room is dropped from memory and reloaded from disk, so memory never gets
+ahead of the file.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from p2ptchap.core.errors import StorageError
 from p2ptchap.core.events import Event, InvalidEvent, event_id, parse_event
+from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import Directory, People, Resolution, resolve
 from p2ptchap.store.db import Database
 
@@ -35,6 +40,15 @@ class RoomStore:
         self.db = db
         self.directory = directory
         self.people = people
+        self._live: dict[bytes, LiveRoom] = {}
+
+    def live(self, room: bytes) -> LiveRoom:
+        """The room's live state, loaded from disk the first time."""
+        if room not in self._live:
+            live = LiveRoom(room, self.directory, self.people)
+            live.load(self.events(room))
+            self._live[room] = live
+        return self._live[room]
 
     def add(self, room: bytes, raws: Iterable[bytes]) -> tuple[Added, Resolution]:
         """Store new events of ``room`` and resolve it again, in one transaction.
@@ -49,15 +63,33 @@ class RoomStore:
                 fresh.append(parse_event(raw))
             except InvalidEvent as exc:
                 invalid[event_id(raw)] = exc.reason
-        events = self.events(room)
-        known = {e.id for e in events}
-        new = [e for e in fresh if e.id not in known and e.room == room]
-        resolution = resolve([*events, *new], room, self.directory, self.people)
-        status: dict[bytes, tuple[str, str | None]] = {
-            e.id: ("accepted", None) for e in resolution.accepted
-        }
-        status.update({i: ("rejected", r.value) for i, r in resolution.rejected.items()})
-        status.update({e.id: ("pending", None) for e in resolution.pending})
+        live = self.live(room)
+        new = list({e.id: e for e in fresh if e.id not in live.events and e.room == room}.values())
+        full_before = live.full
+        waiting = [e.id for e in live.resolution.pending]
+        for event in new:
+            live.add(event)
+        # After a full resolution any status may have changed; otherwise only
+        # the new events and those they released from waiting.
+        changed = (
+            list(live.events) if live.full != full_before else [*waiting, *(e.id for e in new)]
+        )
+        status = {event_id: live.status(event_id) for event_id in changed}
+        resolution = live.resolution
+        try:
+            self._write(room, new, status, resolution)
+        except StorageError:
+            del self._live[room]  # reload from disk next time
+            raise
+        return Added(len(new), invalid), resolution
+
+    def _write(
+        self,
+        room: bytes,
+        new: list[Event],
+        status: dict[bytes, tuple[str, str | None]],
+        resolution: Resolution,
+    ) -> None:
         with self.db.transaction() as cursor:
             cursor.executemany(
                 "INSERT OR IGNORE INTO events (id, room, depth, type, account, device, seq, raw)"
@@ -87,7 +119,6 @@ class RoomStore:
                 " name = excluded.name, accepted = excluded.accepted",
                 (room, name, len(resolution.accepted)),
             )
-        return Added(len(new), invalid), resolution
 
     def events(self, room: bytes) -> list[Event]:
         """Every stored event of ``room``, parsed again (they are re-checked on load)."""
@@ -95,7 +126,7 @@ class RoomStore:
         return [parse_event(_blob(row[0])) for row in rows]
 
     def load(self, room: bytes) -> Resolution:
-        """The room's resolution from what is on disk."""
+        """The room's resolution computed afresh from what is on disk."""
         return resolve(self.events(room), room, self.directory, self.people)
 
     def statuses(self, room: bytes) -> dict[bytes, tuple[str, str | None]]:

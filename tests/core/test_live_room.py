@@ -8,46 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2ptchap.core.events import Event, EventType
-from p2ptchap.core.identity import Kind
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import resolve
-from tests.room_cell import Cell
+from tests.room_cell import Cell, scenario
 
 T = EventType
-
-
-def scenario(seed: int) -> tuple[Cell, list[Event]]:
-    """Random operations by four people on diverging replicas (removals included)."""
-    cell = Cell(seed)
-    chooser = random.Random(seed)
-    people = [cell.person(n) for n in ("alice", "bruno", "carole")]
-    people.append(cell.person("eve", Kind.EXTERNAL))
-    common = [cell.create(people[0])]
-    cell.emit(people[0], common, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.emit(people[0], common, T.EXTERNALS, {"allow": True}, "")
-    for p in people[1:]:
-        cell.member(people[0], common, p, "invite")
-    views = {p.name: list(common) for p in people}
-    for _ in range(30):
-        author = chooser.choice(people)
-        view = views[author.name]
-        other = chooser.choice(people)
-        roll = chooser.random()
-        if roll < 0.35:
-            cell.emit(author, view, T.MESSAGE, {"body": b"m"})
-        elif roll < 0.5:
-            cell.member(author, view, author, "join")
-        elif roll < 0.6:
-            cell.member(author, view, other, chooser.choice(["leave", "ban", "invite"]))
-        elif roll < 0.65:
-            cell.emit(author, view, T.EXTERNALS, {"allow": chooser.random() < 0.5}, "")
-        elif roll < 0.72:
-            cell.emit(author, view, T.NAME, {"name": chooser.choice("xyz")}, "")
-        else:  # two replicas exchange what they have
-            merged = {e.id: e for e in view + views[other.name]}
-            views[author.name] = views[other.name] = list(merged.values())
-    events = list({e.id: e for v in views.values() for e in v}.values())
-    return cell, events
 
 
 def same(live: LiveRoom, events: list[Event], cell: Cell) -> None:

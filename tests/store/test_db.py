@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from p2ptchap.core.errors import StorageError
 from p2ptchap.core.events import EventType
 from p2ptchap.store.db import MIGRATIONS, Database
 from p2ptchap.store.rooms import RoomStore
-from tests.room_cell import Cell
+from tests.room_cell import Cell, scenario
 from tests.store.room_writer import cell_for
 
 
@@ -116,3 +117,23 @@ def test_sigkill_during_writes_leaves_a_consistent_store(tmp_path: Path) -> None
         db.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_statuses_on_disk_follow_resolution_batch_after_batch(tmp_path: Path) -> None:
+    for seed in range(5):
+        cell, events = scenario(seed)
+        random.Random(seed).shuffle(events)
+        store = RoomStore(Database(tmp_path / f"{seed}.db"), cell.directory, cell.people)
+        for start in range(0, len(events), 7):
+            store.add(cell.room, [e.raw for e in events[start : start + 7]])
+            expected = store.load(cell.room)
+            statuses = store.statuses(cell.room)
+            assert {i for i, (s, _) in statuses.items() if s == "accepted"} == {
+                e.id for e in expected.accepted
+            }
+            assert {i: r for i, (s, r) in statuses.items() if s == "rejected"} == {
+                i: r.value for i, r in expected.rejected.items()
+            }
+        # A fresh store on the same file (as after a restart) agrees too.
+        again = RoomStore(Database(tmp_path / f"{seed}.db"), cell.directory, cell.people)
+        assert again.live(cell.room).resolution.state == store.live(cell.room).resolution.state
