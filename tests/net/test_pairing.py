@@ -56,6 +56,28 @@ async def run_pairing(server: object, client: object) -> object:
     return result
 
 
+async def enrol_over_lan(
+    authority: Home, client: Home, approve: pairing_net.Approve, show: pairing_net.ShowCode
+) -> object:
+    """Serve enrolment from ``authority`` on loopback and enrol ``client`` from it."""
+    return await run_pairing(
+        lambda task_status: pairing_net.serve_authority(
+            authority,
+            PASSPHRASE,
+            "127.0.0.1",
+            0,
+            approve,
+            days=30,
+            now=now,
+            rng=os.urandom,
+            task_status=task_status,
+        ),
+        lambda port: pairing_net.enrol_from(
+            client, ("127.0.0.1", port), show, now=now, rng=os.urandom
+        ),
+    )
+
+
 async def test_enrolment_over_the_lan_when_approved(tmp_path: Path) -> None:
     root = make_cell(tmp_path, [])
     authority = Home(root / "auth", kdf=vault.MINIMUM)
@@ -73,22 +95,7 @@ async def test_enrolment_over_the_lan_when_approved(tmp_path: Path) -> None:
         codes.append(code)
         assert other == "Autorité auth"
 
-    certificate = await run_pairing(
-        lambda task_status: pairing_net.serve_authority(
-            authority,
-            PASSPHRASE,
-            "127.0.0.1",
-            0,
-            approve,
-            days=30,
-            now=now,
-            rng=os.urandom,
-            task_status=task_status,
-        ),
-        lambda port: pairing_net.enrol_from(
-            eva, ("127.0.0.1", port), show, now=now, rng=os.urandom
-        ),
-    )
+    certificate = await enrol_over_lan(authority, eva, approve, show)
     assert certificate.email == "eva@x.gouv.fr"  # type: ignore[attr-defined]
     assert len(codes) == 2 and codes[0] == codes[1]
     assert accounts.whoami(eva, now())["status"] == "valid"
@@ -107,22 +114,7 @@ async def test_a_refusal_reaches_the_client_and_nothing_is_written(tmp_path: Pat
         await trio.lowlevel.checkpoint()
 
     with pytest.raises(pairing_net.PairingRefused):
-        await run_pairing(
-            lambda task_status: pairing_net.serve_authority(
-                authority,
-                PASSPHRASE,
-                "127.0.0.1",
-                0,
-                refuse,
-                days=30,
-                now=now,
-                rng=os.urandom,
-                task_status=task_status,
-            ),
-            lambda port: pairing_net.enrol_from(
-                eva, ("127.0.0.1", port), show, now=now, rng=os.urandom
-            ),
-        )
+        await enrol_over_lan(authority, eva, refuse, show)
     assert not eva.account_certificate.exists()
     assert not authority.issued_dir.exists() or not list(authority.issued_dir.glob("*.cose"))
 
@@ -143,22 +135,7 @@ async def test_an_authority_the_client_does_not_trust_is_refused(tmp_path: Path)
         await trio.lowlevel.checkpoint()
 
     with pytest.raises(VerificationError) as info:
-        await run_pairing(
-            lambda task_status: pairing_net.serve_authority(
-                impostor,
-                PASSPHRASE,
-                "127.0.0.1",
-                0,
-                approve,
-                days=30,
-                now=now,
-                rng=os.urandom,
-                task_status=task_status,
-            ),
-            lambda port: pairing_net.enrol_from(
-                eva, ("127.0.0.1", port), show, now=now, rng=os.urandom
-            ),
-        )
+        await enrol_over_lan(impostor, eva, approve, show)
     assert info.value.reason is VerificationFailure.UNKNOWN_AUTHORITY
     assert approvals == []  # the request was never even sent
 

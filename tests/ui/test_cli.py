@@ -273,39 +273,28 @@ def test_issue_checks_the_fingerprint_before_signing(cell: Path) -> None:
 def test_init_with_pinned_trust_fingerprints(cell: Path) -> None:
     exported = run(cell, "--home", "auth", "authority", "export", "--out", "trust2.cose")
     authority = exported.stdout.strip().rsplit(":", 1)[1].strip()
-    refused = run(
-        cell,
-        "--home",
-        "gil",
-        "init",
-        "--email",
-        "gil@interieur.gouv.fr",
-        "--name",
-        "Gil",
-        "--trust",
-        "trust.cose",
-        "--request-out",
-        "gil.req",
-        "--trust-fingerprint",
-        "BBBB" * 8,
-    )
+
+    def init_gil(fingerprint: str) -> subprocess.CompletedProcess[str]:
+        return run(
+            cell,
+            "--home",
+            "gil",
+            "init",
+            "--email",
+            "gil@interieur.gouv.fr",
+            "--name",
+            "Gil",
+            "--trust",
+            "trust.cose",
+            "--request-out",
+            "gil.req",
+            "--trust-fingerprint",
+            fingerprint,
+        )
+
+    refused = init_gil("BBBB" * 8)
     assert "expected fingerprints" in assert_one_sentence_error(refused, 2)
     assert not (cell / "gil").exists()
-    accepted = run(
-        cell,
-        "--home",
-        "gil",
-        "init",
-        "--email",
-        "gil@interieur.gouv.fr",
-        "--name",
-        "Gil",
-        "--trust",
-        "trust.cose",
-        "--request-out",
-        "gil.req",
-        "--trust-fingerprint",
-        authority,
-    )
+    accepted = init_gil(authority)
     assert accepted.returncode == 0, accepted.stderr
     assert f"Trusted authority 'Préfecture' (*.gouv.fr): {authority}" in accepted.stdout
