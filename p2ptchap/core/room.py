@@ -36,6 +36,8 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from p2ptchap.core import codec
+from p2ptchap.core.errors import DecodeError
 from p2ptchap.core.events import (
     ADMIN,
     MEMBER,
@@ -477,3 +479,81 @@ def resolve(
         dropped |= more
     rejected.update(refused)
     return Resolution(state, accepted, rejected, pending)
+
+
+# --- the state as bytes (snapshots, and "byte-identical" comparisons) ------------------
+
+STATE_VERSION: Final = 1
+
+
+def encode_state(state: RoomState) -> bytes:
+    """The state as deterministic CBOR: equal states give equal bytes.
+
+    Members and levels are maps keyed by account key; e-mail invites a sorted
+    list.  ``docs/protocol.md`` §10 gives the layout.
+    """
+    return codec.encode(
+        {
+            "v": STATE_VERSION,
+            "room": state.room,
+            "creator": bytes(state.creator),
+            "direct": state.direct,
+            "name": state.name,
+            "topic": state.topic,
+            "join_rule": state.join_rule,
+            "externals": state.allow_externals,
+            "history": state.history,
+            "power": {k: v for k, v in state.power.items()},
+            "levels": {bytes(a): level for a, level in state.levels.items()},
+            "members": {bytes(a): m.value for a, m in state.membership.items()},
+            "email_invites": list[codec.Value](sorted(state.email_invites)),
+        }
+    )
+
+
+def decode_state(data: bytes) -> RoomState:
+    """The inverse of :func:`encode_state`; :class:`DecodeError` if it is not one."""
+    body = codec.expect_map(codec.decode(data, _STATE_LIMITS), "room state")
+    if codec.get_int(body, "v", "room state") != STATE_VERSION:
+        raise DecodeError("room state: unknown version")
+    power = codec.expect_map(codec.field(body, "power", "room state"), "power")
+    levels = codec.expect_map(codec.field(body, "levels", "room state"), "levels")
+    members = codec.expect_map(codec.field(body, "members", "room state"), "members")
+    invites = codec.expect_list(codec.field(body, "email_invites", "room state"), "invites")
+    try:
+        state = RoomState(
+            room=codec.get_bytes(body, "room", "room state", size=32),
+            creator=AccountKey(codec.get_bytes(body, "creator", "room state", size=32)),
+            direct=bool(codec.field(body, "direct", "room state")),
+            name=codec.get_text(body, "name", "room state", 255),
+            topic=codec.get_text(body, "topic", "room state", 4000),
+            join_rule=codec.get_text(body, "join_rule", "room state", 16),
+            allow_externals=bool(codec.field(body, "externals", "room state")),
+            history=codec.get_text(body, "history", "room state", 16),
+            power={str(k): codec.get_int(power, k, "power") for k in DEFAULT_POWER},
+            levels={AccountKey(_key(k)): int(_level(v)) for k, v in levels.items()},
+            membership={AccountKey(_key(k)): Membership(v) for k, v in members.items()},
+            email_invites={str(i) for i in invites},
+        )
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"room state: {exc}") from exc
+    if state.join_rule not in {"private", "public"} or state.history not in {"joined", "shared"}:
+        raise DecodeError("room state: unknown join rule or history visibility")
+    if encode_state(state) != data:
+        raise DecodeError("room state: not in canonical form")
+    return state
+
+
+_STATE_LIMITS: Final = codec.Limits(max_bytes=16 << 20, max_items=1 << 20, max_depth=4)
+
+
+def _key(value: object) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise TypeError("an account key is 32 bytes")
+    return value
+
+
+def _level(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not MEMBER <= value <= ADMIN:
+        raise TypeError("a level is 0 … 100")
+    return value

@@ -8,11 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p2ptchap.core import codec
+from p2ptchap.core.errors import DecodeError
 from p2ptchap.core.events import Event, EventType, make_event
 from p2ptchap.core.identity import Kind
 from p2ptchap.core.keys import DeviceSecret
-from p2ptchap.core.room import Person, Rejection, Resolution, _admit, _before
-from tests.room_cell import Cell
+from p2ptchap.core.room import (
+    Person,
+    Rejection,
+    Resolution,
+    _admit,
+    _before,
+    decode_state,
+    encode_state,
+)
+from tests.room_cell import Cell, scenario
 
 T = EventType
 R = Rejection
@@ -380,3 +390,24 @@ def test_vector_clocks_agree_with_explicit_ancestry(seed: int) -> None:
         past = ancestors(y)
         for x in admitted:
             assert _before(x, y, clocks) == (x.id in past)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32))
+def test_state_encoding_round_trips_and_is_canonical(seed: int) -> None:
+    cell, events = scenario(seed)
+    state = cell.resolve(events).state
+    assert state is not None
+    data = encode_state(state)
+    assert decode_state(data) == state
+    assert encode_state(decode_state(data)) == data
+
+
+def test_damaged_state_snapshots_are_refused() -> None:
+    cell, events = scenario(3)
+    state = cell.resolve(events).state
+    assert state is not None
+    data = encode_state(state)
+    for bad in (data[:-1], b"\xa0", codec.encode({"v": 2}), data.replace(b"joined", b"xoined")):
+        with pytest.raises(DecodeError):
+            decode_state(bad)
