@@ -39,6 +39,7 @@ class Cell:
         self.rng = make_rng(seed)
         self.authors: dict[str, Author] = {}
         self.room: bytes = b""
+        self._known: dict[tuple[bytes, bytes], Person] = {}
 
     def person(self, name: str, kind: Kind = Kind.AGENT) -> Author:
         author = Author(
@@ -51,10 +52,14 @@ class Cell:
         return author
 
     def directory(self, account: AccountKey, device: DeviceKey) -> Person | None:
-        for author in self.authors.values():
-            if author.key == account and author.device.public_key() == device:
-                return author.person
-        return None
+        # A table built once per set of people: deriving public keys on every
+        # call would make the benchmarks measure key derivation, not rooms.
+        if len(self._known) != len(self.authors):
+            self._known = {
+                (bytes(a.key), bytes(a.device.public_key())): a.person
+                for a in self.authors.values()
+            }
+        return self._known.get((bytes(account), bytes(device)))
 
     def people(self, account: AccountKey) -> Person | None:
         return next((a.person for a in self.authors.values() if a.key == account), None)

@@ -329,14 +329,33 @@ def parse_event(raw: bytes) -> Event:
 
     Reasons: ``oversized``, ``malformed``, ``bad-signature``.
     """
+    return _parse(raw, stored=False)
+
+
+def reload_event(raw: bytes) -> Event:
+    """An event read back from our own database, where only checked events go.
+
+    Same result as :func:`parse_event` on the same bytes, three times faster:
+    the signature is not verified again and the CBOR is not re-checked for
+    canonical form (see :func:`p2ptchap.core.codec.decode_trusted`).  Someone
+    able to write our database could as well change our keys; the threat
+    model says so.
+    """
+    return _parse(raw, stored=True)
+
+
+def _parse(raw: bytes, *, stored: bool) -> Event:
+    def decode(data: bytes) -> codec.Value:
+        return codec.decode_trusted(data) if stored else codec.decode(data, _LIMITS)
+
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent("oversized", f"{len(raw)} bytes")
     try:
-        outer = codec.expect_map(codec.decode(raw, _LIMITS), "event")
+        outer = codec.expect_map(decode(raw), "event")
         codec.only_keys(outer, ("body", "sig"), "event")
         encoded = codec.get_bytes(outer, "body", "event")
         signature = codec.get_bytes(outer, "sig", "event", size=SIGNATURE_SIZE)
-        body = codec.expect_map(codec.decode(encoded, _LIMITS), "event body")
+        body = codec.expect_map(decode(encoded), "event body")
         codec.only_keys(
             body,
             (
@@ -388,7 +407,8 @@ def parse_event(raw: bytes) -> Event:
     except (DecodeError, ValueError) as exc:
         raise InvalidEvent("malformed", str(exc)) from exc
     try:
-        device.verify(EVENT_CONTEXT + encoded, signature)
+        if not stored:
+            device.verify(EVENT_CONTEXT + encoded, signature)
     except RemoteError as exc:
         raise InvalidEvent("bad-signature", str(exc)) from exc
     identifier = event_id(raw)

@@ -10,13 +10,21 @@ per event: a new event that
 * is neither a removal (kick, ban) nor a switch that disallows externals
 
 cannot change the fate of any earlier event, so it is admitted, checked
-against the current state and applied on its own.  Anything else — a late
-event that falls inside the order, a removal (which may drop concurrent
-events already accepted), an event releasing pending ones that fall inside
-the order — makes the room resolve again from all its events.
+against the current state and applied on its own.  A removal (or a switch
+that disallows externals) takes the fast path too when its author had seen
+every admitted event: then nothing is concurrent with it, and the state of
+its causal past is the current state.  Anything else — a late event that
+falls inside the order, a removal concurrent with other events, an event
+releasing pending ones that fall inside the order — makes the room resolve
+again from all its events.
+
+A room can also be restored (:meth:`LiveRoom.restore`) from what a store recorded
+(each event's status and the state snapshot) without resolving anything.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from p2ptchap.core.events import Event, EventType, Membership
 from p2ptchap.core.identity import Kind
@@ -27,6 +35,7 @@ from p2ptchap.core.room import (
     People,
     Rejection,
     Resolution,
+    RoomState,
     _apply,
     _authorize,
     _before,
@@ -36,10 +45,10 @@ from p2ptchap.core.room import (
 )
 
 
-def _resolves_everything(event: Event) -> bool:
-    """Events whose effect can reach back to earlier events."""
+def _reaches_back(event: Event) -> bool:
+    """Events whose effect can reach back to earlier, concurrent events."""
     closes_externals = event.type is EventType.EXTERNALS and not event.content["allow"]
-    return _is_removal(event) or closes_externals or event.type is EventType.CREATE
+    return _is_removal(event) or closes_externals
 
 
 class LiveRoom:
@@ -79,10 +88,41 @@ class LiveRoom:
         self._admitted = {e.id: e for e in admitted}
         self._last = (admitted[-1].depth, admitted[-1].id) if admitted else None
         self._seqs = {(e.device, e.seq) for e in admitted}
+        #: Each device's highest admitted ``seq``: "has seen everything" is a
+        #: clock at least this high everywhere.
+        self._top: dict[DeviceKey, int] = {}
         self._clocks: dict[bytes, Clock] = {}
+        self._heads: set[bytes] = set()
         for event in admitted:
-            self._clocks[event.id] = self._clock(event)
+            self._admit(event)
         self._removals = [e for e in resolution.accepted if _is_removal(e)]
+
+    def _admit(self, event: Event) -> None:
+        self._clocks[event.id] = self._clock(event)
+        self._admitted[event.id] = event
+        self._seqs.add((event.device, event.seq))
+        if self._top.get(event.device, 0) < event.seq:
+            self._top[event.device] = event.seq
+        self._heads.difference_update(self._parents(event))
+        self._heads.add(event.id)
+
+    def heads(self, limit: int = 16) -> list[Event]:
+        """The latest admitted events (no admitted child), for a new event's ``prev``.
+
+        With more than ``limit`` of them, the latest in the order: the rest
+        are merged by later events.
+        """
+        heads = sorted((self._admitted[i] for i in self._heads), key=lambda e: (e.depth, e.id))
+        return heads[-limit:]
+
+    def last_of(self, device: DeviceKey) -> Event | None:
+        """The device's latest admitted event here (a new one chains to it)."""
+        top = self._top.get(device)
+        if top is None:
+            return None
+        return next(
+            e for e in reversed(self._admitted.values()) if e.device == device and e.seq == top
+        )
 
     def _clock(self, event: Event) -> Clock:
         clock: dict[DeviceKey, int] = {}
@@ -97,6 +137,35 @@ class LiveRoom:
         """Start from a known set of events (one full resolution)."""
         self.events = {e.id: e for e in events}
         self._resolve_all()
+
+    def restore(
+        self,
+        events: Iterable[Event],
+        status: dict[bytes, tuple[str, str | None]],
+        state: RoomState,
+    ) -> None:
+        """Start from what :meth:`status` and the state said after the last batch.
+
+        ``events`` in ``(depth, id)`` order.  Nothing is resolved: the caller
+        (the store) vouches that ``status`` and ``state`` were recorded
+        together with these very events.  Raises ``ValueError`` if a status
+        is missing or unknown, so the caller can fall back to :meth:`load`.
+        """
+        ordered = list(events)
+        accepted, rejected, pending = [], {}, []
+        for event in ordered:
+            outcome, reason = status.get(event.id, ("", None))
+            if outcome == "accepted":
+                accepted.append(event)
+            elif outcome == "pending":
+                pending.append(event)
+            elif outcome == "rejected" and reason is not None:
+                rejected[event.id] = Rejection(reason)
+            else:
+                raise ValueError(f"no status for event {event.id.hex()}")
+        self.events = {e.id: e for e in ordered}
+        self.resolution = Resolution(state, accepted, rejected, pending)
+        self._reindex()
 
     def status(self, event_id: bytes) -> tuple[str, str | None]:
         """``("accepted" | "rejected" | "pending", reason or None)`` of a known event."""
@@ -143,26 +212,26 @@ class LiveRoom:
     def _try_fast(self, event: Event) -> bool:
         """Handle ``event`` alone if that gives what a full resolution would."""
         state = self.resolution.state
-        if state is None or _resolves_everything(event) or event.room != self.room:
+        if state is None or event.room != self.room:
             return False
         parents = self._parents(event)
         if not all(p in self.events for p in parents):
             self._pending[event.id] = event
             self.resolution.pending.append(event)
             return True  # it waits, as it would in a full resolution
-        if not all(p in self._admitted for p in parents):
-            return False  # a rejected parent: rare, let the full path decide
         key = (event.depth, event.id)
-        if self._last is not None and key <= self._last:
+        if (
+            not all(p in self._admitted for p in parents)  # a rejected parent: rare
+            or (self._last is not None and key <= self._last)  # falls inside the order
+            or (_reaches_back(event) and not self._saw_everything(event))
+        ):
             return False
         reason = self._admission(event)
         if reason is not None:
             self.resolution.rejected[event.id] = reason
             self.fast += 1
             return True
-        self._clocks[event.id] = self._clock(event)
-        self._admitted[event.id] = event
-        self._seqs.add((event.device, event.seq))
+        self._admit(event)
         self._last = key
         reason = self._authorization(event)
         if reason is not None:
@@ -171,8 +240,15 @@ class LiveRoom:
             _apply(state, event)
             self.resolution.accepted.append(event)
             self._accepted[event.id] = event
+            if _is_removal(event):
+                self._removals.append(event)
         self.fast += 1
         return True
+
+    def _saw_everything(self, event: Event) -> bool:
+        """Whether every admitted event is in ``event``'s causal past (parents admitted)."""
+        clock = self._clock(event)
+        return all(clock.get(device, 0) >= top for device, top in self._top.items())
 
     def _admission(self, event: Event) -> Rejection | None:
         if event.depth != 1 + max(self._admitted[p].depth for p in event.prev):

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2ptchap.core import codec
+from p2ptchap.core.errors import DecodeError
 from p2ptchap.core.events import (
     EVENT_CONTEXT,
     MAX_EVENT_BYTES,
@@ -17,9 +18,11 @@ from p2ptchap.core.events import (
     InvalidEvent,
     make_event,
     parse_event,
+    reload_event,
 )
 from p2ptchap.core.keys import AccountSecret, DeviceSecret, Rng
 from tests.conftest import NOW, assert_every_flip_rejected
+from tests.room_cell import scenario
 
 T = EventType
 
@@ -213,3 +216,16 @@ def test_random_bytes_raise_only_invalid_event(data: bytes) -> None:
         parse_event(data)
     except InvalidEvent:
         return
+
+
+def test_reloading_a_stored_event_gives_the_checked_event() -> None:
+    _, events = scenario(4)
+    for event in events:
+        assert reload_event(event.raw) == parse_event(event.raw) == event
+
+
+def test_trusted_decoding_still_refuses_tags() -> None:
+    with pytest.raises(DecodeError):
+        codec.decode_trusted(b"\xc1\x01")  # tag 1 (a date for cbor2)
+    with pytest.raises(DecodeError):
+        codec.decode_trusted(b"\xff")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,3 +55,60 @@ def test_the_common_case_takes_the_fast_path() -> None:
     assert live.full <= 1  # only the create event resolves from scratch
     assert live.fast >= len(view) - 1
     same(live, view, cell)
+
+
+def test_a_removal_by_someone_who_saw_everything_takes_the_fast_path() -> None:
+    cell = Cell(6)
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = [cell.create(alice)]
+    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
+    cell.member(bruno, view, bruno, "join")
+    cell.emit(bruno, view, T.MESSAGE, {"body": b"m"})
+    live = LiveRoom(cell.room, cell.directory, cell.people)
+    for event in view:
+        live.add(event)
+    full = live.full
+    kick = cell.member(alice, view, bruno, "ban")
+    live.add(kick)
+    assert live.full == full  # no replay of the room
+    assert live.resolution.accepted[-1] == kick
+    # Bruno's device had not seen the ban: its next event is dropped, also on the fast path.
+    late = cell.emit(bruno, [*view[:-1]], T.MESSAGE, {"body": b"late"})
+    live.add(late)
+    same(live, [*view, late], cell)
+    assert live.status(late.id) == ("rejected", "removed-concurrently")
+
+
+def test_a_concurrent_removal_resolves_the_room_again() -> None:
+    cell = Cell(7)
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = [cell.create(alice)]
+    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
+    cell.member(bruno, view, bruno, "join")
+    alice_view = list(view)
+    message = cell.emit(bruno, view, T.MESSAGE, {"body": b"m"})
+    kick = cell.member(alice, alice_view, bruno, "leave")  # has not seen the message
+    live = LiveRoom(cell.room, cell.directory, cell.people)
+    for event in view:
+        live.add(event)
+    full = live.full
+    live.add(kick)
+    assert live.full == full + 1
+    same(live, [*view, kick], cell)
+    assert live.status(message.id) == ("rejected", "removed-concurrently")
+
+
+def test_restore_gives_the_same_room_as_a_resolution() -> None:
+    cell, events = scenario(12)
+    live = LiveRoom(cell.room, cell.directory, cell.people)
+    live.load(events)
+    status = {e.id: live.status(e.id) for e in events}
+    assert live.resolution.state is not None
+    restored = LiveRoom(cell.room, cell.directory, cell.people)
+    ordered = sorted(events, key=lambda e: (e.depth, e.id))
+    restored.restore(ordered, status, live.resolution.state)
+    assert restored.resolution.accepted == live.resolution.accepted
+    assert restored.resolution.rejected == live.resolution.rejected
+    assert restored.heads() == live.heads()
+    with pytest.raises(ValueError):
+        restored.restore(ordered, {}, live.resolution.state)
