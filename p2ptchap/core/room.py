@@ -83,6 +83,7 @@ class Rejection(enum.Enum):
     BROKEN_CHAIN = "broken-chain"
     DEVICE_FORK = "device-fork"
     UNKNOWN_SENDER = "unknown-sender"
+    UNKNOWN_INVITEE = "unknown-invitee"
     NOT_A_MEMBER = "not-a-member"
     INSUFFICIENT_POWER = "insufficient-power"
     BANNED = "banned"
@@ -302,7 +303,7 @@ def _authorize_member(  # noqa: PLR0911, PLR0912 - membership transitions, each 
             return Rejection.BANNED if current is Membership.BAN else Rejection.BAD_TARGET
         invitee = people(target)
         if invitee is None:
-            return Rejection.UNKNOWN_SENDER
+            return Rejection.UNKNOWN_INVITEE
         if invitee.kind is Kind.EXTERNAL and not state.allow_externals:
             return Rejection.EXTERNALS_NOT_ALLOWED
         if state.direct:

@@ -50,6 +50,47 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         accepted INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # 2: what opening a large room needs without decoding every event, and
+    # the room's state after all its events (a snapshot, written in the
+    # same transaction as the statuses it sums up).
+    """
+    ALTER TABLE events ADD COLUMN prev_seq BLOB;
+    ALTER TABLE events ADD COLUMN prev BLOB;
+    ALTER TABLE events ADD COLUMN state_key TEXT;
+    ALTER TABLE events ADD COLUMN ts INTEGER;
+    ALTER TABLE events ADD COLUMN content_at INTEGER;
+    ALTER TABLE events ADD COLUMN content_len INTEGER;
+    ALTER TABLE rooms ADD COLUMN state BLOB;
+    ALTER TABLE rooms ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 3: the directories: people (account certificates and their devices)
+    # and public-room summaries.
+    """
+    CREATE TABLE people (
+        account     BLOB PRIMARY KEY,
+        email       TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('agent', 'external')),
+        expires     INTEGER NOT NULL,
+        certificate BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX people_by_email ON people (email);
+    CREATE TABLE devices (
+        device      BLOB PRIMARY KEY,
+        account     BLOB NOT NULL,
+        certificate BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX devices_by_account ON devices (account);
+    CREATE TABLE public_rooms (
+        room        BLOB PRIMARY KEY,
+        public      INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        topic       TEXT NOT NULL,
+        members     INTEGER NOT NULL,
+        ts          INTEGER NOT NULL,
+        summary     BLOB NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 

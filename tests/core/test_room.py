@@ -13,6 +13,7 @@ from p2ptchap.core.errors import DecodeError
 from p2ptchap.core.events import Event, EventType, make_event
 from p2ptchap.core.identity import Kind
 from p2ptchap.core.keys import DeviceSecret
+from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import (
     Person,
     Rejection,
@@ -411,3 +412,18 @@ def test_damaged_state_snapshots_are_refused() -> None:
     for bad in (data[:-1], b"\xa0", codec.encode({"v": 2}), data.replace(b"joined", b"xoined")):
         with pytest.raises(DecodeError):
             decode_state(bad)
+
+
+def test_inviting_an_unknown_account_is_its_own_reason_and_does_not_block_the_inviter() -> None:
+    cell = Cell(31)
+    alice, ghost = cell.person("alice"), cell.person("ghost")
+    view = [cell.create(alice)]
+    invite = cell.member(alice, view, ghost, "invite")
+    after = cell.emit(alice, view, T.NAME, {"name": "n"}, "")
+    del cell.authors["ghost"]  # nobody has seen ghost's certificate
+    result = cell.resolve(view)
+    assert result.rejected == {invite.id: Rejection.UNKNOWN_INVITEE}
+    assert after in result.accepted  # a refused invite is still a valid parent
+    live = LiveRoom(cell.room, cell.directory, cell.people)
+    live.load(view)
+    assert live.heads() == [after]
