@@ -9,6 +9,11 @@ parts of the e-mail address).  Results are sorted by display name.
 The directory holds verified certificates only; who may search it (agents
 only: Tchap's rule keeps externals from browsing the agents' directory) is
 decided by the caller, see :func:`may_search`.
+
+Public rooms are listed from signed summaries (:func:`make_summary`): a
+member's device describes the room's name, topic and member count; the
+newest summary of a room wins, and a summary saying the room is no longer
+public withdraws it.  Private rooms never have one.
 """
 
 from __future__ import annotations
@@ -17,9 +22,14 @@ import dataclasses
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Final
 
+from p2ptchap.core import codec
+from p2ptchap.core.errors import N_, DecodeError, RemoteError
+from p2ptchap.core.events import ID_SIZE, MAX_NAME, MAX_TOPIC
 from p2ptchap.core.identity import AccountCertificate, Kind
-from p2ptchap.core.keys import AccountKey
+from p2ptchap.core.keys import KEY_SIZE, SIGNATURE_SIZE, AccountKey, DeviceKey, DeviceSecret
+from p2ptchap.core.room import RoomState
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -94,3 +104,100 @@ class PeopleDirectory:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+# --- public rooms ------------------------------------------------------------------------
+
+SUMMARY_CONTEXT: Final = b"p2ptchap/1 room summary\x00"
+MAX_SUMMARY_BYTES: Final = 8 * 1024
+_SUMMARY_LIMITS: Final = codec.Limits(max_bytes=MAX_SUMMARY_BYTES, max_items=64, max_depth=2)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoomSummary:
+    """A public room as a member's device described it, signed.
+
+    ``public`` false is a retraction: the room went private, and summaries
+    older than this one must not bring it back into the directory.
+    """
+
+    room: bytes
+    public: bool
+    name: str
+    topic: str
+    members: int
+    ts: int
+    account: AccountKey
+    device: DeviceKey
+    raw: bytes
+
+    def matches(self, query: str) -> bool:
+        """Every word of ``query`` starts a word of the name or the topic."""
+        mine = [*words(self.name), *words(self.topic)]
+        return all(any(w.startswith(q) for w in mine) for q in words(query))
+
+
+def make_summary(secret: DeviceSecret, account: AccountKey, state: RoomState, ts: int) -> bytes:
+    """Sign the summary of a room's current state (a retraction if it is private)."""
+    body = codec.encode(
+        {
+            "v": 1,
+            "room": state.room,
+            "public": state.join_rule == "public" and not state.direct,
+            "name": state.name,
+            "topic": state.topic,
+            "members": len(state.members()),
+            "ts": ts,
+            "account": bytes(account),
+            "device": bytes(secret.public_key()),
+        }
+    )
+    return codec.encode({"body": body, "sig": secret.sign(SUMMARY_CONTEXT + body)})
+
+
+def parse_summary(raw: bytes) -> RoomSummary:
+    """Check a summary's shape and signature; raise :class:`InvalidSummary`.
+
+    Whether the signing device belongs to a valid agent is the caller's
+    question (it holds the directory).
+    """
+    try:
+        outer = codec.expect_map(codec.decode(raw, _SUMMARY_LIMITS), "summary")
+        codec.only_keys(outer, ("body", "sig"), "summary")
+        body_bytes = codec.get_bytes(outer, "body", "summary")
+        signature = codec.get_bytes(outer, "sig", "summary", size=SIGNATURE_SIZE)
+        body = codec.expect_map(codec.decode(body_bytes, _SUMMARY_LIMITS), "summary body")
+        codec.only_keys(
+            body,
+            ("v", "room", "public", "name", "topic", "members", "ts", "account", "device"),
+            "summary body",
+        )
+        if codec.get_int(body, "v", "summary") != 1:
+            raise DecodeError("unknown summary version")
+        public = codec.field(body, "public", "summary")
+        if not isinstance(public, bool):
+            raise DecodeError("summary: public is a boolean")
+        summary = RoomSummary(
+            room=codec.get_bytes(body, "room", "summary", size=ID_SIZE),
+            public=public,
+            name=codec.get_text(body, "name", "summary", MAX_NAME),
+            topic=codec.get_text(body, "topic", "summary", MAX_TOPIC),
+            members=codec.get_int(body, "members", "summary", minimum=0),
+            ts=codec.get_int(body, "ts", "summary", minimum=0),
+            account=AccountKey(codec.get_bytes(body, "account", "summary", size=KEY_SIZE)),
+            device=DeviceKey(codec.get_bytes(body, "device", "summary", size=KEY_SIZE)),
+            raw=raw,
+        )
+    except DecodeError as exc:
+        raise InvalidSummary(str(exc)) from exc
+    try:
+        summary.device.verify(SUMMARY_CONTEXT + body_bytes, signature)
+    except RemoteError as exc:
+        raise InvalidSummary(f"bad signature: {exc}") from exc
+    return summary
+
+
+class InvalidSummary(RemoteError):
+    """A public-room summary that is malformed or wrongly signed."""
+
+    default_message = N_("A public room description was malformed or forged and was ignored.")

@@ -165,9 +165,11 @@ Content = dict[codec.Key, codec.Value]
 
 
 def _check_create(state_key: str | None, content: Content) -> None:
-    codec.only_keys(content, ("direct",), "create")
+    codec.only_keys(content, ("direct", "nonce"), "create")
     if not isinstance(codec.field(content, "direct", "create"), bool):
         raise DecodeError("create: direct is a boolean")
+    if "nonce" in content:  # makes two rooms created alike in one millisecond distinct
+        codec.get_bytes(content, "nonce", "create", size=16)
 
 
 def _check_name(state_key: str | None, content: Content) -> None:

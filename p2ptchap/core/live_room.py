@@ -25,6 +25,7 @@ A room can also be restored (:meth:`LiveRoom.restore`) from what a store recorde
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from p2ptchap.core.events import Event, EventType, Membership
 from p2ptchap.core.identity import Kind
@@ -41,7 +42,20 @@ from p2ptchap.core.room import (
     _before,
     _is_removal,
     _target,
+    merge_clocks,
     resolve,
+)
+
+#: Rejections at admission (step 2): those events have no clock.
+_NOT_ADMITTED: Final = frozenset(
+    {
+        Rejection.REJECTED_PARENT,
+        Rejection.WRONG_ROOM,
+        Rejection.LYING_DEPTH,
+        Rejection.BROKEN_CHAIN,
+        Rejection.DEVICE_FORK,
+        Rejection.UNKNOWN_SENDER,
+    }
 )
 
 
@@ -70,27 +84,17 @@ class LiveRoom:
         resolution = self.resolution
         self._accepted = {e.id: e for e in resolution.accepted}
         self._pending = {e.id: e for e in resolution.pending}
-        admitted = [
-            e
-            for e in self.events.values()
-            if e.id not in self._pending
-            and resolution.rejected.get(e.id)
-            not in {
-                Rejection.REJECTED_PARENT,
-                Rejection.WRONG_ROOM,
-                Rejection.LYING_DEPTH,
-                Rejection.BROKEN_CHAIN,
-                Rejection.DEVICE_FORK,
-                Rejection.UNKNOWN_SENDER,
-            }
-        ]
+        not_admitted = {
+            i for i, reason in resolution.rejected.items() if reason in _NOT_ADMITTED
+        } | set(self._pending)
+        admitted = [e for e in self.events.values() if e.id not in not_admitted]
         admitted.sort(key=lambda e: (e.depth, e.id))
         self._admitted = {e.id: e for e in admitted}
         self._last = (admitted[-1].depth, admitted[-1].id) if admitted else None
-        self._seqs = {(e.device, e.seq) for e in admitted}
+        self._seqs: set[tuple[bytes, int]] = set()
         #: Each device's highest admitted ``seq``: "has seen everything" is a
         #: clock at least this high everywhere.
-        self._top: dict[DeviceKey, int] = {}
+        self._top: dict[bytes, int] = {}
         self._clocks: dict[bytes, Clock] = {}
         self._heads: set[bytes] = set()
         for event in admitted:
@@ -98,11 +102,12 @@ class LiveRoom:
         self._removals = [e for e in resolution.accepted if _is_removal(e)]
 
     def _admit(self, event: Event) -> None:
-        self._clocks[event.id] = self._clock(event)
+        self._clocks[event.id] = merge_clocks(event, self._clocks)
         self._admitted[event.id] = event
-        self._seqs.add((event.device, event.seq))
-        if self._top.get(event.device, 0) < event.seq:
-            self._top[event.device] = event.seq
+        device = bytes(event.device)
+        self._seqs.add((device, event.seq))
+        if self._top.get(device, 0) < event.seq:
+            self._top[device] = event.seq
         self._heads.difference_update(self._parents(event))
         self._heads.add(event.id)
 
@@ -117,21 +122,12 @@ class LiveRoom:
 
     def last_of(self, device: DeviceKey) -> Event | None:
         """The device's latest admitted event here (a new one chains to it)."""
-        top = self._top.get(device)
+        top = self._top.get(bytes(device))
         if top is None:
             return None
         return next(
             e for e in reversed(self._admitted.values()) if e.device == device and e.seq == top
         )
-
-    def _clock(self, event: Event) -> Clock:
-        clock: dict[DeviceKey, int] = {}
-        for parent in (*event.prev, *([event.prev_seq] if event.prev_seq else [])):
-            for device, seq in self._clocks[parent].items():
-                if clock.get(device, 0) < seq:
-                    clock[device] = seq
-        clock[event.device] = event.seq
-        return clock
 
     def load(self, events: list[Event]) -> None:
         """Start from a known set of events (one full resolution)."""
@@ -245,9 +241,35 @@ class LiveRoom:
         self.fast += 1
         return True
 
+    def check(self, event: Event) -> Rejection | None:
+        """What the room would say of ``event``, without taking it.
+
+        For an event made here on top of the current heads (so it comes last
+        in the order); ``None`` means accepted — or that only a full
+        resolution could tell, which the store then runs.
+        """
+        state = self.resolution.state
+        parents = self._parents(event)
+        if (
+            state is None
+            or event.id in self.events
+            or not all(p in self._admitted for p in parents)
+            or (self._last is not None and (event.depth, event.id) <= self._last)
+            or (_reaches_back(event) and not self._saw_everything(event))
+        ):
+            return None
+        reason = self._admission(event)
+        if reason is not None:
+            return reason
+        self._clocks[event.id] = merge_clocks(event, self._clocks)
+        try:
+            return self._authorization(event)
+        finally:
+            del self._clocks[event.id]
+
     def _saw_everything(self, event: Event) -> bool:
         """Whether every admitted event is in ``event``'s causal past (parents admitted)."""
-        clock = self._clock(event)
+        clock = merge_clocks(event, self._clocks)
         return all(clock.get(device, 0) >= top for device, top in self._top.items())
 
     def _admission(self, event: Event) -> Rejection | None:
@@ -257,7 +279,7 @@ class LiveRoom:
             previous = self._admitted[event.prev_seq]
             if previous.device != event.device or previous.seq != event.seq - 1:
                 return Rejection.BROKEN_CHAIN
-        if (event.device, event.seq) in self._seqs:
+        if (bytes(event.device), event.seq) in self._seqs:
             return Rejection.DEVICE_FORK
         if self.directory(event.account, event.device) is None:
             return Rejection.UNKNOWN_SENDER

@@ -131,7 +131,9 @@ class Resolution:
     pending: list[Event]
 
 
-Clock = dict[DeviceKey, int]
+#: Per device (raw key bytes: hashing those is much cheaper than key objects),
+#: the highest ``seq`` in an event's causal past.
+Clock = dict[bytes, int]
 
 
 def _admit(
@@ -143,7 +145,7 @@ def _admit(
     clocks: dict[bytes, Clock] = {}
     rejected: dict[bytes, Rejection] = {}
     pending: list[Event] = []
-    seqs: set[tuple[DeviceKey, int]] = set()
+    seqs: set[tuple[bytes, int]] = set()
     known = {e.id for e in ordered}
     for event in ordered:
         parents = [*event.prev, *([event.prev_seq] if event.prev_seq else [])]
@@ -165,28 +167,34 @@ def _admit(
             or admitted[event.prev_seq].seq != event.seq - 1
         ):
             reason = Rejection.BROKEN_CHAIN
-        elif (event.device, event.seq) in seqs:
+        elif (bytes(event.device), event.seq) in seqs:
             reason = Rejection.DEVICE_FORK
         elif directory(event.account, event.device) is None:
             reason = Rejection.UNKNOWN_SENDER
         if reason is not None:
             rejected[event.id] = reason
             continue
-        clock: Clock = {}
-        for parent in parents:
-            for device, seq in clocks[parent].items():
-                if clock.get(device, 0) < seq:
-                    clock[device] = seq
-        clock[event.device] = event.seq
-        clocks[event.id] = clock
+        clocks[event.id] = merge_clocks(event, clocks)
         admitted[event.id] = event
-        seqs.add((event.device, event.seq))
+        seqs.add((bytes(event.device), event.seq))
     return list(admitted.values()), rejected, pending, clocks
+
+
+def merge_clocks(event: Event, clocks: dict[bytes, Clock]) -> Clock:
+    """The clock of ``event``, from its parents' clocks (all present in ``clocks``)."""
+    parents = [*event.prev, *([event.prev_seq] if event.prev_seq else [])]
+    clock = dict(clocks[parents[0]]) if parents else {}
+    for parent in parents[1:]:
+        for device, seq in clocks[parent].items():
+            if clock.get(device, 0) < seq:
+                clock[device] = seq
+    clock[bytes(event.device)] = event.seq
+    return clock
 
 
 def _before(x: Event, y: Event, clocks: dict[bytes, Clock]) -> bool:
     """Whether ``x`` is in the causal past of ``y`` (or is ``y``)."""
-    return clocks[y.id].get(x.device, 0) >= x.seq
+    return clocks[y.id].get(bytes(x.device), 0) >= x.seq
 
 
 def _target(event: Event) -> AccountKey:
@@ -230,12 +238,8 @@ def _authorize(  # noqa: PLR0911 - the rules, one after the other
         return Rejection.NOT_A_MEMBER
     if kind is EventType.EMAIL_INVITE:
         return None if level >= state.power["invite"] else Rejection.INSUFFICIENT_POWER
-    if kind in {EventType.NAME, EventType.TOPIC, EventType.HISTORY, EventType.EXTERNALS}:
-        return None if level >= state.power["state"] else Rejection.INSUFFICIENT_POWER
-    if kind is EventType.JOIN_RULE:
-        if state.direct:
-            return Rejection.DIRECT_ROOM
-        return None if level >= state.power["state"] else Rejection.INSUFFICIENT_POWER
+    if kind in _SETTINGS:
+        return _authorize_setting(state, event, person, level)
     if kind is EventType.POWER:
         if level < state.power["state"]:
             return Rejection.INSUFFICIENT_POWER
@@ -254,6 +258,22 @@ def _authorize(  # noqa: PLR0911 - the rules, one after the other
     # Redaction: one's own events, or with the power to redact.
     ok = target.account == sender or level >= state.power["redact"]
     return None if ok else Rejection.INSUFFICIENT_POWER
+
+
+_SETTINGS: Final = frozenset(
+    {EventType.NAME, EventType.TOPIC, EventType.HISTORY, EventType.EXTERNALS, EventType.JOIN_RULE}
+)
+
+
+def _authorize_setting(
+    state: RoomState, event: Event, person: Person, level: int
+) -> Rejection | None:
+    if event.type is EventType.JOIN_RULE:
+        if state.direct:
+            return Rejection.DIRECT_ROOM
+        if person.kind is Kind.EXTERNAL and event.content["rule"] == "public":
+            return Rejection.EXTERNALS_NOT_ALLOWED  # externals see no public rooms
+    return None if level >= state.power["state"] else Rejection.INSUFFICIENT_POWER
 
 
 def _authorize_power(state: RoomState, event: Event, level: int) -> Rejection | None:

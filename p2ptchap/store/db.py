@@ -66,6 +66,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # 3: the directories: people (account certificates and their devices)
     # and public-room summaries.
     """
+    CREATE INDEX events_by_device ON events (room, device, seq);
     CREATE TABLE people (
         account     BLOB PRIMARY KEY,
         email       TEXT NOT NULL,

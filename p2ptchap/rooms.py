@@ -1,0 +1,525 @@
+"""Rooms as a node uses them: the typed API under the CLI, the TUI and replication.
+
+:class:`Rooms` acts for one device (:class:`Me`): it writes signed events on
+top of the room's current heads, checks each against the room's rules
+*before* storing it — an action the rules refuse raises :class:`RoomRefused`
+with one sentence for the user and stores nothing — and reads rooms,
+members and directories back.  Everything goes through the SQLite store, so
+another process (the CLI next to a running node) sees the same rooms.
+
+Warnings the interface must show come back in :class:`Done` (e.g. making a
+room public: "accessible à tous les agents").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Callable
+from typing import Final
+
+from p2ptchap.core import codec
+from p2ptchap.core.addresses import InvalidAddress, normalise_email
+from p2ptchap.core.directory import Entry, RoomSummary, make_summary, may_search
+from p2ptchap.core.errors import N_, LocalError, UsageError
+from p2ptchap.core.events import (
+    ADMIN,
+    MAX_PREV,
+    MEMBER,
+    MODERATOR,
+    Event,
+    EventType,
+    Membership,
+    make_event,
+)
+from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
+from p2ptchap.core.keys import AccountKey, DeviceSecret, Rng
+from p2ptchap.core.live_room import LiveRoom
+from p2ptchap.core.room import DEFAULT_POWER, Rejection, RoomState
+from p2ptchap.store.db import Database
+from p2ptchap.store.directory import DirectoryStore
+from p2ptchap.store.rooms import RoomStore
+
+T = EventType
+
+#: Shown whenever a room becomes (or is created) public.
+PUBLIC_WARNING: Final = N_(
+    "This room is now public: accessible to all agents, who can find it and join it."
+)
+
+_REFUSALS: Final = {
+    Rejection.NOT_A_MEMBER: N_("You are not a member of this room."),
+    Rejection.INSUFFICIENT_POWER: N_("Your role in this room does not allow this."),
+    Rejection.BANNED: N_("This account is banned from this room."),
+    Rejection.NOT_INVITED: N_("This room is private: you need an invitation to join it."),
+    Rejection.EXTERNALS_NOT_ALLOWED: N_(
+        "This room does not accept external participants (and externals cannot make a room public)."
+    ),
+    Rejection.DIRECT_ROOM: N_(
+        "A direct conversation stays private and between two people; "
+        "an external cannot start one with an agent."
+    ),
+    Rejection.BAD_TARGET: N_("This action does not apply to that person or message."),
+    Rejection.UNKNOWN_INVITEE: N_(
+        "This person is not in this node's directory yet; invite them by e-mail instead."
+    ),
+    Rejection.REMOVED_CONCURRENTLY: N_("You were removed from this room."),
+}
+
+
+class RoomRefused(LocalError):
+    """The room's rules refuse what this device tried; nothing was stored."""
+
+    def __init__(self, reason: Rejection) -> None:
+        super().__init__(
+            reason.value,
+            user_message=_REFUSALS.get(reason, N_("The room refused this action ({reason}).")),
+            reason=reason.value,
+        )
+        self.reason = reason
+
+
+class RoomUnknown(LocalError):
+    """No room with this id (or name) is stored on this node."""
+
+    default_message = N_(
+        "This node has no such room; check its name, or wait until a peer brings it."
+    )
+
+
+class DirectoryRefused(LocalError):
+    """Externals may not browse the agents' directory nor the public rooms."""
+
+    default_message = N_(
+        "External accounts cannot browse the agents' directory or the public rooms."
+    )
+
+
+class Role(enum.Enum):
+    ADMIN = "admin"
+    MODERATOR = "moderator"
+    MEMBER = "member"
+
+
+def role(level: int) -> Role:
+    if level >= ADMIN:
+        return Role.ADMIN
+    if level >= MODERATOR:
+        return Role.MODERATOR
+    return Role.MEMBER
+
+
+LEVELS: Final = {Role.ADMIN: ADMIN, Role.MODERATOR: MODERATOR, Role.MEMBER: MEMBER}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Me:
+    """The device this API signs for."""
+
+    account: AccountCertificate
+    device: DeviceCertificate
+    secret: DeviceSecret
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Done:
+    """What an action did: the events written, and warnings the UI must show."""
+
+    room: bytes
+    events: tuple[bytes, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoomInfo:
+    room: bytes
+    name: str
+    topic: str
+    direct: bool
+    public: bool
+    allow_externals: bool
+    history: str
+    members: int
+    membership: Membership | None
+    role: Role
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberInfo:
+    account: AccountKey
+    name: str
+    email: str
+    external: bool
+    membership: Membership
+    level: int
+
+    @property
+    def role(self) -> Role:
+        return role(self.level)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    id: bytes
+    sender: AccountKey
+    name: str
+    ts: int
+    body: bytes
+    reply_to: bytes | None
+
+
+class Rooms:
+    """The rooms of one node, acting for one device (see the module documentation)."""
+
+    def __init__(
+        self,
+        db: Database,
+        directory: DirectoryStore,
+        me: Me,
+        clock: Callable[[], float],
+        rng: Rng = os.urandom,
+    ) -> None:
+        self.db = db
+        self.rng = rng
+        self.directory = directory
+        self.me = me
+        self.clock = clock
+        self.store = RoomStore(db, directory.sender, directory.people)
+        # Our own certificates are in our directory, or our events would not count.
+        directory.add_account(me.account.raw)
+        directory.add_device(me.device.raw)
+
+    # --- reading ---------------------------------------------------------------
+
+    def _live(self, room: bytes) -> LiveRoom:
+        if room not in self.store.rooms():
+            raise RoomUnknown(room.hex())
+        return self.store.live(room)
+
+    def state(self, room: bytes) -> RoomState:
+        state = self._live(room).resolution.state
+        if state is None:
+            raise RoomUnknown(room.hex())
+        return state
+
+    def find(self, text: str) -> bytes:
+        """A room by id (hex, or a unique prefix of 6+ digits) or by exact name."""
+        text = text.strip()
+        rooms = self.store.rooms()
+        lowered = text.lower()
+        if len(lowered) >= 6 and all(c in "0123456789abcdef" for c in lowered):
+            found = [r for r in rooms if r.hex().startswith(lowered)]
+            if len(found) == 1:
+                return found[0]
+        named = [i.room for i in self.list_rooms() if i.name.casefold() == text.casefold()]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise UsageError(
+                "ambiguous room name",
+                user_message=N_("Several rooms are named '{name}'; give the room's id instead."),
+                name=text,
+            )
+        raise RoomUnknown(text)
+
+    def info(self, room: bytes) -> RoomInfo:
+        state = self.state(room)
+        me = self.me.account.account_key
+        return RoomInfo(
+            room=room,
+            name=state.name,
+            topic=state.topic,
+            direct=state.direct,
+            public=state.join_rule == "public",
+            allow_externals=state.allow_externals,
+            history=state.history,
+            members=len(state.members()),
+            membership=state.membership.get(me),
+            role=role(state.level(me)),
+        )
+
+    def list_rooms(self) -> list[RoomInfo]:
+        """Every room this node holds where we are, were invited, or may join, by name."""
+        infos = [self.info(room) for room in self.store.rooms()]
+        return sorted(infos, key=lambda i: (i.name.casefold(), i.room))
+
+    def members(self, room: bytes, *, everyone: bool = False) -> list[MemberInfo]:
+        """Joined members (and, with ``everyone``, the invited, departed and banned)."""
+        state = self.state(room)
+        found = []
+        for account, membership in state.membership.items():
+            if membership is not Membership.JOIN and not everyone:
+                continue
+            certificate = self.directory.account(account)
+            found.append(
+                MemberInfo(
+                    account=account,
+                    name=certificate.display_name if certificate else "?",
+                    email=certificate.email if certificate else "?",
+                    external=bool(certificate and certificate.kind is Kind.EXTERNAL),
+                    membership=membership,
+                    level=state.level(account),
+                )
+            )
+        return sorted(found, key=lambda m: (-m.level, m.name.casefold(), m.email))
+
+    def messages(self, room: bytes, limit: int = 50) -> list[Message]:
+        """The latest accepted messages, oldest first (bodies as stored: opaque)."""
+        live = self._live(room)
+        redacted = {e.content["target"] for e in live.resolution.accepted if e.type is T.REDACTION}
+        found: list[Message] = []
+        for event in reversed(live.resolution.accepted):
+            if event.type is not T.MESSAGE or event.id in redacted:
+                continue
+            certificate = self.directory.account(event.account)
+            reply = event.content.get("reply_to")
+            body = event.content["body"]
+            assert isinstance(body, bytes)  # checked by the content schema
+            found.append(
+                Message(
+                    event.id,
+                    event.account,
+                    certificate.display_name if certificate else "?",
+                    event.ts,
+                    body,
+                    reply if isinstance(reply, bytes) else None,
+                )
+            )
+            if len(found) >= limit:
+                break
+        return found[::-1]
+
+    def search_people(self, query: str, limit: int = 50) -> list[Entry]:
+        """The people directory; agents only (Tchap's rule)."""
+        if not may_search(self.me.account.kind):
+            raise DirectoryRefused("external")
+        return self.directory.search(query, limit)
+
+    def public_rooms(self, query: str = "") -> list[RoomSummary]:
+        """The public-room directory; agents only.  Private rooms never appear."""
+        if not may_search(self.me.account.kind):
+            raise DirectoryRefused("external")
+        return self.directory.public_rooms(query)
+
+    # --- writing ---------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _make(
+        self, room: bytes, kind: EventType, content: codec.Value, state_key: str | None = None
+    ) -> Event:
+        live = self._live(room)
+        heads = live.heads(MAX_PREV)
+        device = bytes(self.me.device.device_key)
+        last = self.store.last_of(room, device)
+        assert isinstance(content, dict)
+        return make_event(
+            self.me.secret,
+            self.me.account.account_key,
+            kind,
+            content,
+            room=room,
+            seq=last[0] + 1 if last else 1,
+            prev_seq=last[1] if last else None,
+            prev=[h.id for h in heads],
+            depth=1 + max(h.depth for h in heads),
+            ts=self._now_ms(),
+            state_key=state_key,
+        )
+
+    def _write(self, room: bytes, event: Event) -> None:
+        live = self._live(room)
+        reason = live.check(event)
+        if reason is not None:
+            raise RoomRefused(reason)
+        self.store.add(room, [event.raw])
+        outcome, why = self.store.live(room).status(event.id)
+        if outcome != "accepted":  # only a full resolution could tell; now stored
+            raise RoomRefused(Rejection(why) if why else Rejection.BAD_TARGET)
+
+    def _act(
+        self,
+        room: bytes,
+        kind: EventType,
+        content: codec.Value,
+        state_key: str | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> Done:
+        event = self._make(room, kind, content, state_key)
+        self._write(room, event)
+        self._publish(room)
+        return Done(room, (event.id,), warnings)
+
+    def _publish(self, room: bytes) -> None:
+        """Keep our public-room summary current (a withdrawal when it went private)."""
+        state = self.state(room)
+        if state.direct or not state.is_member(self.me.account.account_key):
+            return
+        known = self.directory.summary(room)
+        if state.join_rule == "public" or (known is not None and known.public):
+            # Strictly newer than what is known, even with a coarse clock.
+            ts = max(self._now_ms(), known.ts + 1 if known else 0)
+            summary = make_summary(self.me.secret, self.me.account.account_key, state, ts)
+            self.directory.add_summary(summary)
+
+    def create(
+        self,
+        name: str,
+        *,
+        topic: str = "",
+        public: bool = False,
+        allow_externals: bool = False,
+        direct: bool = False,
+    ) -> Done:
+        """A new room with us as its admin; private unless ``public``."""
+        create = make_event(
+            self.me.secret,
+            self.me.account.account_key,
+            T.CREATE,
+            {"direct": direct, "nonce": self.rng(16)},
+            room=None,
+            seq=1,
+            prev_seq=None,
+            prev=[],
+            depth=0,
+            ts=self._now_ms(),
+            state_key="",
+        )
+        room = create.id
+        self.store.add(room, [create.raw])
+        written = [create.id]
+        warnings: list[str] = []
+        steps: list[tuple[EventType, dict[codec.Key, codec.Value]]] = []
+        if name:
+            steps.append((T.NAME, {"name": name}))
+        if topic:
+            steps.append((T.TOPIC, {"topic": topic}))
+        if allow_externals or self.me.account.kind is Kind.EXTERNAL:
+            steps.append((T.EXTERNALS, {"allow": True}))
+        if public:
+            steps.append((T.JOIN_RULE, {"rule": "public"}))
+            warnings.append(PUBLIC_WARNING)
+        for kind, content in steps:
+            event = self._make(room, kind, content, "")
+            self._write(room, event)
+            written.append(event.id)
+        self._publish(room)
+        return Done(room, tuple(written), tuple(warnings))
+
+    def direct(self, account: AccountKey) -> Done:
+        """The direct conversation with ``account``: the existing one, or a new one."""
+        me = self.me.account.account_key
+        for info in self.list_rooms():
+            if not info.direct:
+                continue
+            state = self.state(info.room)
+            others = {a for a, m in state.membership.items() if a != me}
+            if others == {account} and state.membership.get(me) is Membership.JOIN:
+                return Done(info.room, ())
+        other = self.directory.account(account)
+        if other is None:
+            raise RoomRefused(Rejection.UNKNOWN_INVITEE)
+        if self.me.account.kind is Kind.EXTERNAL and other.kind is Kind.AGENT:
+            raise RoomRefused(Rejection.DIRECT_ROOM)
+        done = self.create("", direct=True, allow_externals=other.kind is Kind.EXTERNAL)
+        invited = self.invite(done.room, account)
+        return Done(done.room, done.events + invited.events)
+
+    def _member(
+        self, room: bytes, account: AccountKey, membership: Membership, reason: str = ""
+    ) -> Done:
+        content: dict[codec.Key, codec.Value] = {"membership": membership.value}
+        if reason:
+            content["reason"] = reason
+        return self._act(room, T.MEMBER, content, bytes(account).hex())
+
+    def invite(self, room: bytes, account: AccountKey) -> Done:
+        return self._member(room, account, Membership.INVITE)
+
+    def invite_email(self, room: bytes, email: str) -> Done:
+        """Invite an address: its account if known, else whoever enrols with it first."""
+        try:
+            address = normalise_email(email)
+        except InvalidAddress as exc:
+            raise UsageError(
+                str(exc),
+                user_message=N_("'{email}' is not a valid e-mail address."),
+                email=email,
+            ) from exc
+        known = self.directory.by_email(address)
+        if known:
+            return self.invite(room, known[0].account_key)
+        return self._act(room, T.EMAIL_INVITE, {"invited": True}, address)
+
+    def join(self, room: bytes) -> Done:
+        return self._member(room, self.me.account.account_key, Membership.JOIN)
+
+    def leave(self, room: bytes) -> Done:
+        return self._member(room, self.me.account.account_key, Membership.LEAVE)
+
+    def kick(self, room: bytes, account: AccountKey, reason: str = "") -> Done:
+        if account == self.me.account.account_key:
+            raise RoomRefused(Rejection.BAD_TARGET)
+        return self._member(room, account, Membership.LEAVE, reason)
+
+    def ban(self, room: bytes, account: AccountKey, reason: str = "") -> Done:
+        return self._member(room, account, Membership.BAN, reason)
+
+    def unban(self, room: bytes, account: AccountKey) -> Done:
+        if self.state(room).membership.get(account) is not Membership.BAN:
+            raise RoomRefused(Rejection.BAD_TARGET)
+        return self._member(room, account, Membership.LEAVE)
+
+    def set_name(self, room: bytes, name: str) -> Done:
+        return self._act(room, T.NAME, {"name": name}, "")
+
+    def set_topic(self, room: bytes, topic: str) -> Done:
+        return self._act(room, T.TOPIC, {"topic": topic}, "")
+
+    def set_public(self, room: bytes, public: bool) -> Done:
+        """Open the room to every agent (with the warning), or make it invite-only."""
+        warnings = (PUBLIC_WARNING,) if public else ()
+        rule = "public" if public else "private"
+        return self._act(room, T.JOIN_RULE, {"rule": rule}, "", warnings)
+
+    def set_externals(self, room: bytes, allow: bool) -> Done:
+        return self._act(room, T.EXTERNALS, {"allow": allow}, "")
+
+    def set_history(self, room: bytes, shared: bool) -> Done:
+        """``shared``: new members may read history from before they joined."""
+        return self._act(room, T.HISTORY, {"visibility": "shared" if shared else "joined"}, "")
+
+    def set_role(self, room: bytes, account: AccountKey, new: Role) -> Done:
+        state = self.state(room)
+        levels = dict(state.levels)
+        if LEVELS[new] == MEMBER:
+            levels.pop(account, None)
+        else:
+            levels[account] = LEVELS[new]
+        content: dict[codec.Key, codec.Value] = {
+            "users": {bytes(a): level for a, level in levels.items()},
+        }
+        for action in DEFAULT_POWER:
+            content[action] = state.power[action]
+        return self._act(room, T.POWER, content, "")
+
+    def send(self, room: bytes, body: bytes, reply_to: bytes | None = None) -> Done:
+        """Post a message; ``body`` is opaque here (the encryption layer fills it)."""
+        content: dict[codec.Key, codec.Value] = {"body": body}
+        if reply_to is not None:
+            content["reply_to"] = reply_to
+        return self._act(room, T.MESSAGE, content)
+
+    def react(self, room: bytes, target: bytes, key: str) -> Done:
+        return self._act(room, T.REACTION, {"target": target, "key": key})
+
+    def edit(self, room: bytes, target: bytes, body: bytes) -> Done:
+        return self._act(room, T.EDIT, {"target": target, "body": body})
+
+    def redact(self, room: bytes, target: bytes, reason: str = "") -> Done:
+        content: dict[codec.Key, codec.Value] = {"target": target}
+        if reason:
+            content["reason"] = reason
+        return self._act(room, T.REDACTION, content)

@@ -1,0 +1,208 @@
+"""The directories on disk: people (account and device certificates) and public rooms.
+
+Every certificate is verified before it is stored (:meth:`DirectoryStore.
+add_account`, :meth:`~DirectoryStore.add_device`) and looked up through the
+revocations current at each call, so a revocation that arrives later takes
+effect at once.  For rooms, an account counts as a sender when its stored
+certificate is not revoked and the device was certified by it and not
+revoked; *expiry* does not undo events already written — a certificate is
+checked for expiry when it is stored and when its device connects, not again
+for every past message.
+
+Public-room summaries are stored when signed by a valid agent's device; the
+newest per room wins, and a summary saying the room is no longer public
+keeps older ones from bringing it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from p2ptchap.core import identity
+from p2ptchap.core.authority import TrustStore
+from p2ptchap.core.directory import (
+    Entry,
+    InvalidSummary,
+    PeopleDirectory,
+    RoomSummary,
+    parse_summary,
+)
+from p2ptchap.core.errors import VerificationError, VerificationFailure
+from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
+from p2ptchap.core.keys import AccountKey, DeviceKey
+from p2ptchap.core.revocation import RevocationSet
+from p2ptchap.core.room import Person
+from p2ptchap.store.db import Database
+
+
+class DirectoryStore:
+    """People and public rooms, in a :class:`Database`, with an in-memory index."""
+
+    def __init__(
+        self,
+        db: Database,
+        trust: TrustStore,
+        revocations: Callable[[], RevocationSet],
+        clock: Callable[[], int],
+    ) -> None:
+        self.db = db
+        self.trust = trust
+        self.revocations = revocations
+        self.clock = clock
+        self._people = PeopleDirectory()
+        self._accounts: dict[AccountKey, AccountCertificate] = {}
+        self._devices: dict[DeviceKey, DeviceCertificate] = {}
+        for (raw,) in db.query("SELECT certificate FROM people"):
+            try:  # trust may have changed since: keep only what still reads
+                self._remember(identity.read_account_certificate(_bytes(raw), trust))
+            except VerificationError:
+                continue
+        for (raw,) in db.query("SELECT certificate FROM devices"):
+            device = identity.parse_device_certificate(_bytes(raw))
+            self._devices[device.device_key] = device
+
+    # --- people ----------------------------------------------------------------
+
+    def _remember(self, certificate: AccountCertificate) -> None:
+        known = self._accounts.get(certificate.account_key)
+        if known is None or known.issued_at <= certificate.issued_at:
+            self._accounts[certificate.account_key] = certificate
+            self._people.add(certificate)
+
+    def add_account(self, data: bytes) -> AccountCertificate:
+        """Verify an account certificate and keep it; raise :class:`VerificationError`.
+
+        A certificate for an address already bound to another account key is
+        kept too (an agent re-enrolled after losing every device): both keys
+        are searchable, the newer first.
+        """
+        certificate = identity.verify_account_certificate(
+            data, self.trust, self.revocations(), self.clock()
+        )
+        known = self._accounts.get(certificate.account_key)
+        if known is not None and known.issued_at >= certificate.issued_at:
+            return known
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO people (account, email, name, kind, expires, certificate)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
+                " email = excluded.email, name = excluded.name, kind = excluded.kind,"
+                " expires = excluded.expires, certificate = excluded.certificate",
+                (
+                    bytes(certificate.account_key),
+                    certificate.email,
+                    certificate.display_name,
+                    certificate.kind.value,
+                    certificate.expires,
+                    data,
+                ),
+            )
+        self._remember(certificate)
+        return certificate
+
+    def add_device(self, data: bytes) -> DeviceCertificate:
+        """Verify a device certificate against its (known) account and keep it."""
+        device = identity.parse_device_certificate(data)
+        account = self._accounts.get(device.account_key)
+        if account is None:
+            raise VerificationError(VerificationFailure.MISMATCH, "device of an unknown account")
+        identity.verify_device_certificate(data, account, self.revocations())
+        if device.device_key not in self._devices:
+            with self.db.transaction() as cursor:
+                cursor.execute(
+                    "INSERT OR IGNORE INTO devices (device, account, certificate) VALUES (?, ?, ?)",
+                    (bytes(device.device_key), bytes(device.account_key), data),
+                )
+            self._devices[device.device_key] = device
+        return device
+
+    def account(self, account: AccountKey) -> AccountCertificate | None:
+        """The account's certificate if known and not revoked."""
+        certificate = self._accounts.get(account)
+        if certificate is None or self.revocations().account_revoked(
+            certificate.issuer.key_id, certificate.serial, certificate.email, certificate.issued_at
+        ):
+            return None
+        return certificate
+
+    def people(self, account: AccountKey) -> Person | None:
+        """The room model's ``people`` look-up."""
+        certificate = self.account(account)
+        return None if certificate is None else Person(certificate.kind, certificate.email)
+
+    def sender(self, account: AccountKey, device: DeviceKey) -> Person | None:
+        """The room model's ``directory`` look-up: a valid device of a valid account."""
+        known = self._devices.get(device)
+        if known is None or known.account_key != account:
+            return None
+        if self.revocations().device_revoked(account, device):
+            return None
+        return self.people(account)
+
+    def search(self, query: str, limit: int = 50) -> list[Entry]:
+        """People matching ``query`` (see :mod:`p2ptchap.core.directory`); revoked left out."""
+        return [e for e in self._people.search(query, limit) if self.account(e.account)]
+
+    def by_email(self, email: str) -> list[AccountCertificate]:
+        """Valid accounts bound to a normalised address, newest first."""
+        found = [c for c in self._accounts.values() if c.email == email]
+        return sorted(
+            (c for c in found if self.account(c.account_key)),
+            key=lambda c: -c.issued_at,
+        )
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+    # --- public rooms -------------------------------------------------------------------
+
+    def add_summary(self, raw: bytes) -> RoomSummary:
+        """Keep a public-room summary if it is signed by a valid agent and is the newest.
+
+        Raises :class:`InvalidSummary` for a forged one, or one signed by a
+        device this node cannot vouch for, or by an external.
+        """
+        summary = parse_summary(raw)
+        person = self.sender(summary.account, summary.device)
+        if person is None or person.kind is not Kind.AGENT:
+            raise InvalidSummary("signed by an unknown device or an external")
+        known = self.summary(summary.room)
+        # Newest wins; equal times are settled by the bytes, the same everywhere.
+        if known is not None and (known.ts, known.raw) >= (summary.ts, summary.raw):
+            return known
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO public_rooms (room, public, name, topic, members, ts, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room) DO UPDATE SET"
+                " public = excluded.public, name = excluded.name, topic = excluded.topic,"
+                " members = excluded.members, ts = excluded.ts, summary = excluded.summary",
+                (
+                    summary.room,
+                    int(summary.public),
+                    summary.name,
+                    summary.topic,
+                    summary.members,
+                    summary.ts,
+                    raw,
+                ),
+            )
+        return summary
+
+    def summary(self, room: bytes) -> RoomSummary | None:
+        """The newest summary stored for ``room`` (public or withdrawn)."""
+        rows = self.db.query("SELECT summary FROM public_rooms WHERE room = ?", (room,))
+        return parse_summary(_bytes(rows[0][0])) if rows else None
+
+    def public_rooms(self, query: str = "") -> list[RoomSummary]:
+        """Public rooms whose name or topic match ``query`` (all if empty), by name."""
+        rows = self.db.query("SELECT summary FROM public_rooms WHERE public = 1")
+        found = [parse_summary(_bytes(row[0])) for row in rows]
+        if query.strip():
+            found = [s for s in found if s.matches(query)]
+        return sorted(found, key=lambda s: (s.name.casefold(), s.room))
+
+
+def _bytes(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError("expected a BLOB column")
+    return value

@@ -1,0 +1,113 @@
+"""The directories on disk: verified certificates, revocations applied at once, summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2ptchap.core import identity, revocation
+from p2ptchap.core.directory import InvalidSummary, make_summary
+from p2ptchap.core.errors import VerificationError
+from p2ptchap.core.events import Membership
+from p2ptchap.core.identity import Kind
+from p2ptchap.core.revocation import RevocationSet
+from p2ptchap.core.room import RoomState
+from p2ptchap.store.db import Database
+from p2ptchap.store.directory import DirectoryStore
+from tests.conftest import DAY, NOW, Member, Org, make_org, make_rng
+
+
+@pytest.fixture
+def org() -> Org:
+    return make_org(make_rng(3))
+
+
+def store(tmp_path: Path, org: Org, revoked: RevocationSet | None = None) -> DirectoryStore:
+    revocations = RevocationSet() if revoked is None else revoked
+    return DirectoryStore(
+        Database(tmp_path / "node.db"), org.trust, lambda: revocations, lambda: NOW
+    )
+
+
+def known(directory: DirectoryStore, *members: Member) -> None:
+    for member in members:
+        directory.add_account(member.certificate)
+        directory.add_device(member.device)
+
+
+def state(room: bytes, member: Member, public: bool) -> RoomState:
+    key = member.account.account_key
+    return RoomState(
+        room=room,
+        creator=key,
+        name="Forum",
+        topic="Crue",
+        join_rule="public" if public else "private",
+        membership={key: Membership.JOIN},
+    )
+
+
+def test_people_are_verified_kept_and_found_again(tmp_path: Path, org: Org) -> None:
+    directory = store(tmp_path, org)
+    helene = org.member("helene.dupont@interieur.gouv.fr", "Hélène Dupont")
+    known(directory, helene)
+    device = identity.parse_device_certificate(helene.device).device_key
+    assert directory.sender(helene.account.account_key, device) is not None
+    directory.db.close()
+    again = store(tmp_path, org)
+    assert [e.name for e in again.search("helene")] == ["Hélène Dupont"]
+    assert again.sender(helene.account.account_key, device) is not None
+    other = make_org(make_rng(4)).member("x@interieur.gouv.fr")
+    with pytest.raises(VerificationError):
+        again.add_account(other.certificate)  # an authority we do not trust
+    with pytest.raises(VerificationError):
+        again.add_device(other.device)  # a device of an account we do not know
+    expired = org.member("old@interieur.gouv.fr", now=NOW - 400 * DAY, days=30)
+    with pytest.raises(VerificationError):
+        again.add_account(expired.certificate)
+
+
+def test_a_revocation_takes_effect_at_once(tmp_path: Path, org: Org) -> None:
+    revoked = RevocationSet()
+    directory = store(tmp_path, org, revoked)
+    bruno = org.member("bruno@interieur.gouv.fr", "Bruno")
+    known(directory, bruno)
+    device = identity.parse_device_certificate(bruno.device).device_key
+    revoked.add(revocation.revoke_device(bruno.secret, bruno.certificate, device, NOW), org.trust)
+    assert directory.sender(bruno.account.account_key, device) is None
+    assert directory.people(bruno.account.account_key) is not None  # the account stays
+    revoked.add(revocation.revoke_email(org.secret, bruno.account.email, NOW + 1), org.trust)
+    assert directory.people(bruno.account.account_key) is None
+    assert directory.search("bruno") == []
+
+
+def test_public_room_summaries(tmp_path: Path, org: Org) -> None:
+    directory = store(tmp_path, org)
+    alice = org.member("alice@interieur.gouv.fr", "Alice")
+    eve = org.member("eve@interieur.gouv.fr", "Eve", kind=Kind.EXTERNAL)
+    known(directory, alice, eve)
+    room = b"\x07" * 32
+    older = make_summary(
+        alice.device_secret, alice.account.account_key, state(room, alice, True), 5
+    )
+    newer = make_summary(
+        alice.device_secret, alice.account.account_key, state(room, alice, False), 6
+    )
+    directory.add_summary(older)
+    assert [s.name for s in directory.public_rooms("crue")] == ["Forum"]
+    directory.add_summary(newer)
+    assert directory.public_rooms() == []
+    directory.add_summary(older)  # an old summary does not bring a withdrawn room back
+    assert directory.public_rooms() == []
+    by_external = make_summary(
+        eve.device_secret, eve.account.account_key, state(room, eve, True), 9
+    )
+    with pytest.raises(InvalidSummary):
+        directory.add_summary(by_external)
+    forged = bytearray(older)
+    forged[-70] ^= 1
+    with pytest.raises(InvalidSummary):
+        directory.add_summary(bytes(forged))
+    with pytest.raises(InvalidSummary):
+        directory.add_summary(b"\xa0")
