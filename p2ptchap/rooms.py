@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from typing import Final
 
+from p2ptchap import accounts
 from p2ptchap.core import codec
 from p2ptchap.core.addresses import InvalidAddress, normalise_email
 from p2ptchap.core.directory import Entry, RoomSummary, make_summary, may_search
@@ -37,8 +38,9 @@ from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
 from p2ptchap.core.keys import AccountKey, DeviceSecret, Rng
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import DEFAULT_POWER, Rejection, RoomState
-from p2ptchap.store.db import Database
+from p2ptchap.store.db import DB_NAME, Database
 from p2ptchap.store.directory import DirectoryStore
+from p2ptchap.store.home import Home
 from p2ptchap.store.rooms import RoomStore
 
 T = EventType
@@ -47,6 +49,8 @@ T = EventType
 PUBLIC_WARNING: Final = N_(
     "This room is now public: accessible to all agents, who can find it and join it."
 )
+
+READ_ONLY: Final = N_("This needs the device key: give the passphrase to act in rooms.")
 
 _REFUSALS: Final = {
     Rejection.NOT_A_MEMBER: N_("You are not a member of this room."),
@@ -119,7 +123,8 @@ class Me:
 
     account: AccountCertificate
     device: DeviceCertificate
-    secret: DeviceSecret
+    #: ``None`` for reading only (no passphrase asked).
+    secret: DeviceSecret | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -307,6 +312,12 @@ class Rooms:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    @property
+    def _secret(self) -> DeviceSecret:
+        if self.me.secret is None:
+            raise UsageError("read-only", user_message=READ_ONLY)
+        return self.me.secret
+
     def _make(
         self, room: bytes, kind: EventType, content: codec.Value, state_key: str | None = None
     ) -> Event:
@@ -316,7 +327,7 @@ class Rooms:
         last = self.store.last_of(room, device)
         assert isinstance(content, dict)
         return make_event(
-            self.me.secret,
+            self._secret,
             self.me.account.account_key,
             kind,
             content,
@@ -324,7 +335,7 @@ class Rooms:
             seq=last[0] + 1 if last else 1,
             prev_seq=last[1] if last else None,
             prev=[h.id for h in heads],
-            depth=1 + max(h.depth for h in heads),
+            depth=1 + max([h.depth for h in heads] + ([last[2]] if last else [])),
             ts=self._now_ms(),
             state_key=state_key,
         )
@@ -361,7 +372,7 @@ class Rooms:
         if state.join_rule == "public" or (known is not None and known.public):
             # Strictly newer than what is known, even with a coarse clock.
             ts = max(self._now_ms(), known.ts + 1 if known else 0)
-            summary = make_summary(self.me.secret, self.me.account.account_key, state, ts)
+            summary = make_summary(self._secret, self.me.account.account_key, state, ts)
             self.directory.add_summary(summary)
 
     def create(
@@ -375,7 +386,7 @@ class Rooms:
     ) -> Done:
         """A new room with us as its admin; private unless ``public``."""
         create = make_event(
-            self.me.secret,
+            self._secret,
             self.me.account.account_key,
             T.CREATE,
             {"direct": direct, "nonce": self.rng(16)},
@@ -523,3 +534,24 @@ class Rooms:
         if reason:
             content["reason"] = reason
         return self._act(room, T.REDACTION, content)
+
+
+def open_rooms(
+    home: Home,
+    passphrase: str | None,
+    clock: Callable[[], float],
+    rng: Rng = os.urandom,
+) -> Rooms:
+    """The rooms of the node in ``home``; read-only without ``passphrase``."""
+    now = int(clock())
+    account, trust, revocations = accounts.load_account(home, now)
+    device = accounts.current_device(home)
+    secret = None
+    if passphrase is not None:
+        secrets = accounts.DeviceSecrets.decode(
+            home.read_secret(home.device_key, passphrase, accounts.NO_ACCOUNT)
+        )
+        secret = secrets.signing
+    db = Database(home.root / DB_NAME)
+    directory = DirectoryStore(db, trust, lambda: revocations, lambda: int(clock()))
+    return Rooms(db, directory, Me(account, device, secret), clock, rng)

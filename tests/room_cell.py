@@ -92,6 +92,7 @@ class Cell:
         referenced = {p for e in view for p in e.prev}
         heads = sorted((e for e in view if e.id not in referenced), key=lambda e: (e.depth, e.id))
         heads = heads[-16:]
+        previous = [e.depth for e in view if e.id == author.last]
         author.seq += 1
         event = make_event(
             author.device,
@@ -102,7 +103,7 @@ class Cell:
             seq=author.seq,
             prev_seq=author.last,
             prev=[e.id for e in heads],
-            depth=1 + max(e.depth for e in heads),
+            depth=1 + max([e.depth for e in heads] + previous),
             ts=0,
             state_key=state_key,
         )

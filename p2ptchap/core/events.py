@@ -23,7 +23,8 @@ Body fields:
 ``prev_seq``   id of the device's previous event in this room; absent for 1
 ``prev``       ids of the room's latest events when this one was made
                (1 … 16, sorted, distinct); absent in ``create``
-``depth``      1 + the largest depth among ``prev`` (0 for ``create``);
+``depth``      1 + the largest depth among the parents, ``prev`` and
+               ``prev_seq`` alike (0 for ``create``);
                checked against the parents, never trusted
 ``ts``         milliseconds since 1970 on the sender's clock (display only)
 ``content``    a map whose schema depends on ``type`` (see :func:`check_content`)

@@ -273,7 +273,7 @@ class LiveRoom:
         return all(clock.get(device, 0) >= top for device, top in self._top.items())
 
     def _admission(self, event: Event) -> Rejection | None:
-        if event.depth != 1 + max(self._admitted[p].depth for p in event.prev):
+        if event.depth != 1 + max(self._admitted[p].depth for p in self._parents(event)):
             return Rejection.LYING_DEPTH
         if event.prev_seq is not None:
             previous = self._admitted[event.prev_seq]

@@ -6,7 +6,8 @@ same events compute the same state, whatever order the events arrived in.
 §10:
 
 1. **Order.**  Events are sorted by ``(depth, id)``.  Because a valid
-   ``depth`` is one more than the largest parent depth, this is a topological
+   ``depth`` is one more than the largest parent depth (``prev`` and
+   ``prev_seq`` alike), this is a topological
    order: parents always come first.
 2. **Admission.**  In that order, an event is admitted if its parents and its
    device's previous event are known and admitted, its ``depth`` is right,
@@ -146,22 +147,22 @@ def _admit(
     rejected: dict[bytes, Rejection] = {}
     pending: list[Event] = []
     seqs: set[tuple[bytes, int]] = set()
-    known = {e.id for e in ordered}
+    known = {e.id: e for e in ordered}
     for event in ordered:
         parents = [*event.prev, *([event.prev_seq] if event.prev_seq else [])]
         if any(p not in known for p in parents):
             pending.append(event)
-            known.discard(event.id)  # its children wait too
+            del known[event.id]  # its children wait too
             continue
         reason = None
-        if any(p not in admitted for p in parents):
+        # Parents' depths as they claim them: so every parent of an event with
+        # the right depth comes before it in the order, and is judged first.
+        if parents and event.depth != 1 + max(known[p].depth for p in parents):
+            reason = Rejection.LYING_DEPTH
+        elif any(p not in admitted for p in parents):
             reason = Rejection.REJECTED_PARENT
         elif event.room != room:
             reason = Rejection.WRONG_ROOM
-        elif event.type is not EventType.CREATE and event.depth != 1 + max(
-            admitted[p].depth for p in event.prev
-        ):
-            reason = Rejection.LYING_DEPTH
         elif event.prev_seq is not None and (
             admitted[event.prev_seq].device != event.device
             or admitted[event.prev_seq].seq != event.seq - 1

@@ -113,13 +113,17 @@ class RoomStore:
             raise
         return live.resolution
 
-    def last_of(self, room: bytes, device: bytes) -> tuple[int, bytes] | None:
-        """The ``(seq, id)`` of the device's latest stored event in the room, any status."""
+    def last_of(self, room: bytes, device: bytes) -> tuple[int, bytes, int] | None:
+        """``(seq, id, depth)`` of the device's latest stored event in the room, any status."""
         rows = self.db.query(
-            "SELECT seq, id FROM events WHERE room = ? AND device = ? ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, id, depth FROM events WHERE room = ? AND device = ?"
+            " ORDER BY seq DESC LIMIT 1",
             (room, device),
         )
-        return (int(str(rows[0][0])), _blob(rows[0][1])) if rows else None
+        if not rows:
+            return None
+        seq, identifier, depth = rows[0]
+        return int(str(seq)), _blob(identifier), int(str(depth))
 
     def rooms(self) -> list[bytes]:
         """Every room with stored events."""

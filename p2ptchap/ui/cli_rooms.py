@@ -1,0 +1,411 @@
+"""The ``room`` and ``directory`` commands: rooms and directories from the command line.
+
+They act on this node's database directly (SQLite lets the running node and
+the CLI share it).  A person is named by e-mail address, by account key
+(hex), or by a search that must match exactly one entry ("Hélène Dupont").
+Messages are not sent from here yet: their bodies must be encrypted first
+(issue 6); the API already carries them as opaque bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from p2ptchap.core.addresses import InvalidAddress, normalise_email
+from p2ptchap.core.errors import N_, UsageError
+from p2ptchap.core.keys import KEY_SIZE, AccountKey
+from p2ptchap.i18n import Translator
+from p2ptchap.rooms import Done, Role, Rooms, open_rooms
+from p2ptchap.ui.context import Context, emit_json
+
+# Words shown through ctx.tr: roles, memberships, yes/no.
+ROOM_WORDS = (
+    N_("admin"),
+    N_("moderator"),
+    N_("member"),
+    N_("invite"),
+    N_("join"),
+    N_("leave"),
+    N_("ban"),
+    N_("public"),
+    N_("private"),
+    N_("direct"),
+    N_("joined"),
+    N_("shared"),
+    N_("yes"),
+    N_("no"),
+    N_(" (external)"),
+)
+
+
+def _rooms(ctx: Context, *, write: bool) -> Rooms:
+    return open_rooms(ctx.home, ctx.passphrase() if write else None, time.time, ctx.rng)
+
+
+def _person(rooms: Rooms, who: str) -> AccountKey | str:
+    """An account key, or a normalised address nobody known holds (for an e-mail invite)."""
+    text = who.strip()
+    if len(text) == 2 * KEY_SIZE:
+        try:
+            return AccountKey(bytes.fromhex(text))
+        except ValueError:
+            pass
+    if "@" in text:
+        try:
+            address = normalise_email(text)
+        except InvalidAddress as exc:
+            raise UsageError(
+                str(exc), user_message=N_("'{email}' is not a valid e-mail address."), email=text
+            ) from exc
+        known = rooms.directory.by_email(address)
+        return known[0].account_key if known else address
+    found = rooms.search_people(text, limit=6)
+    if len(found) == 1:
+        return found[0].account
+    if not found:
+        raise UsageError(
+            "nobody",
+            user_message=N_("Nobody in the directory matches '{who}'; give an e-mail address."),
+            who=text,
+        )
+    raise UsageError(
+        "ambiguous",
+        user_message=N_("Several people match '{who}': {names}; give the e-mail address."),
+        who=text,
+        names=", ".join(f"{e.name} <{e.email}>" for e in found),
+    )
+
+
+def _account(rooms: Rooms, who: str) -> AccountKey:
+    person = _person(rooms, who)
+    if isinstance(person, str):
+        raise UsageError(
+            "unknown person",
+            user_message=N_("Nobody in the directory has the address {email}."),
+            email=person,
+        )
+    return person
+
+
+def _done(ctx: Context, done: Done, template: str, **values: object) -> int:
+    ctx.say(template, **values)
+    for warning in done.warnings:
+        ctx.say("Warning: {warning}", warning=ctx.tr(warning))
+    return 0
+
+
+def cmd_room_create(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=True)
+    done = rooms.create(
+        args.name, topic=args.topic or "", public=args.public, allow_externals=args.externals
+    )
+    if args.json:
+        emit_json(ctx, {"room": done.room.hex(), "warnings": [ctx.tr(w) for w in done.warnings]})
+        return 0
+    return _done(
+        ctx, done, N_("Room '{name}' created: {room}"), name=args.name, room=done.room.hex()
+    )
+
+
+def cmd_room_list(ctx: Context, args: argparse.Namespace) -> int:
+    infos = _rooms(ctx, write=False).list_rooms()
+    if args.json:
+        emit_json(
+            ctx,
+            [
+                {
+                    "room": i.room.hex(),
+                    "name": i.name,
+                    "topic": i.topic,
+                    "public": i.public,
+                    "direct": i.direct,
+                    "externals": i.allow_externals,
+                    "members": i.members,
+                    "membership": i.membership.value if i.membership else None,
+                    "role": i.role.value,
+                }
+                for i in infos
+            ],
+        )
+        return 0
+    if not infos:
+        ctx.say("No rooms yet: 'p2ptchap room create NAME' makes one.")
+    for i in infos:
+        kind = "direct" if i.direct else "public" if i.public else "private"
+        ctx.say(
+            "{room}  {name}  ({kind}, {members} member(s), {membership}, {role})",
+            room=i.room.hex()[:12],
+            name=i.name or "—",
+            kind=ctx.tr(kind),
+            members=i.members,
+            membership=ctx.tr(i.membership.value) if i.membership else "—",
+            role=ctx.tr(i.role.value),
+        )
+    return 0
+
+
+def cmd_room_show(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=False)
+    room = rooms.find(args.room)
+    info = rooms.info(room)
+    members = rooms.members(room, everyone=True)
+    if args.json:
+        emit_json(
+            ctx,
+            {
+                "room": room.hex(),
+                "name": info.name,
+                "topic": info.topic,
+                "public": info.public,
+                "direct": info.direct,
+                "externals": info.allow_externals,
+                "history": info.history,
+                "members": [
+                    {
+                        "account": bytes(m.account).hex(),
+                        "name": m.name,
+                        "email": m.email,
+                        "external": m.external,
+                        "membership": m.membership.value,
+                        "role": m.role.value,
+                    }
+                    for m in members
+                ],
+            },
+        )
+        return 0
+    kind = "direct" if info.direct else "public" if info.public else "private"
+    ctx.say("{name} ({kind}) — {room}", name=info.name or "—", kind=ctx.tr(kind), room=room.hex())
+    if info.topic:
+        ctx.say("Topic: {topic}", topic=info.topic)
+    ctx.say(
+        "Externals allowed: {allowed}; history for new members: {history}",
+        allowed=ctx.tr("yes" if info.allow_externals else "no"),
+        history=ctx.tr(info.history),
+    )
+    for m in members:
+        ctx.say(
+            "  {name} <{email}>{external} — {role}, {membership}",
+            name=m.name,
+            email=m.email,
+            external=ctx.tr(" (external)") if m.external else "",
+            role=ctx.tr(m.role.value),
+            membership=ctx.tr(m.membership.value),
+        )
+    return 0
+
+
+def cmd_room_invite(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=True)
+    room = rooms.find(args.room)
+    person = _person(rooms, args.who)
+    if isinstance(person, str):
+        done = rooms.invite_email(room, person)
+        return _done(ctx, done, "{email} is invited; they can join once enrolled.", email=person)
+    done = rooms.invite(room, person)
+    return _done(ctx, done, N_("Invitation sent."))
+
+
+def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
+    """join / leave: an action on oneself."""
+
+    def handler(ctx: Context, args: argparse.Namespace) -> int:
+        rooms = _rooms(ctx, write=True)
+        room = rooms.find(args.room)
+        done = rooms.join(room) if action == "join" else rooms.leave(room)
+        message = N_("You joined the room.") if action == "join" else N_("You left the room.")
+        return _done(ctx, done, message)
+
+    return handler
+
+
+def _on_person(action: str) -> Callable[[Context, argparse.Namespace], int]:
+    """kick / ban / unban: an action on someone else."""
+
+    def handler(ctx: Context, args: argparse.Namespace) -> int:
+        rooms = _rooms(ctx, write=True)
+        room = rooms.find(args.room)
+        account = _account(rooms, args.who)
+        reason = getattr(args, "reason", None) or ""
+        if action == "kick":
+            done, message = rooms.kick(room, account, reason), N_("Removed from the room.")
+        elif action == "ban":
+            done, message = rooms.ban(room, account, reason), N_("Banned from the room.")
+        else:
+            done, message = rooms.unban(room, account), N_("Ban lifted.")
+        return _done(ctx, done, message)
+
+    return handler
+
+
+def cmd_room_set(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=True)
+    room = rooms.find(args.room)
+    changes: list[Done] = []
+    if args.name is not None:
+        changes.append(rooms.set_name(room, args.name))
+    if args.topic is not None:
+        changes.append(rooms.set_topic(room, args.topic))
+    if args.access is not None:
+        changes.append(rooms.set_public(room, args.access == "public"))
+    if args.externals is not None:
+        changes.append(rooms.set_externals(room, args.externals == "yes"))
+    if args.history is not None:
+        changes.append(rooms.set_history(room, args.history == "shared"))
+    if not changes:
+        raise UsageError(
+            "nothing to set",
+            user_message=N_(
+                "Say what to change: --name, --topic, --access, --externals or --history."
+            ),
+        )
+    ctx.say("Room updated ({count} change(s)).", count=len(changes))
+    for done in changes:
+        for warning in done.warnings:
+            ctx.say("Warning: {warning}", warning=ctx.tr(warning))
+    return 0
+
+
+def cmd_room_role(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=True)
+    room = rooms.find(args.room)
+    done = rooms.set_role(room, _account(rooms, args.who), Role(args.role))
+    return _done(ctx, done, N_("Role set: {role}."), role=ctx.tr(args.role))
+
+
+def cmd_room_dm(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=True)
+    done = rooms.direct(_account(rooms, args.who))
+    return _done(ctx, done, N_("Direct conversation: {room}"), room=done.room.hex())
+
+
+def cmd_directory_search(ctx: Context, args: argparse.Namespace) -> int:
+    found = _rooms(ctx, write=False).search_people(args.query)
+    if args.json:
+        emit_json(
+            ctx,
+            [
+                {
+                    "account": bytes(e.account).hex(),
+                    "name": e.name,
+                    "email": e.email,
+                    "external": e.is_external,
+                }
+                for e in found
+            ],
+        )
+        return 0
+    if not found:
+        ctx.say("Nobody found.")
+    for e in found:
+        ctx.say(
+            "{name} <{email}>{external}",
+            name=e.name,
+            email=e.email,
+            external=ctx.tr(" (external)") if e.is_external else "",
+        )
+    return 0
+
+
+def cmd_directory_rooms(ctx: Context, args: argparse.Namespace) -> int:
+    found = _rooms(ctx, write=False).public_rooms(args.query or "")
+    if args.json:
+        emit_json(
+            ctx,
+            [
+                {"room": s.room.hex(), "name": s.name, "topic": s.topic, "members": s.members}
+                for s in found
+            ],
+        )
+        return 0
+    if not found:
+        ctx.say("No public room found.")
+    for s in found:
+        ctx.say(
+            "{room}  {name} — {topic} ({members} member(s))",
+            room=s.room.hex()[:12],
+            name=s.name,
+            topic=s.topic,
+            members=s.members,
+        )
+    return 0
+
+
+def add_commands(commands: Any, command: Callable[..., Any], tr: Translator) -> None:
+    """Add the ``room`` and ``directory`` commands to the CLI's parser."""
+    room = command(commands, "room", _group, "rooms: create, invite, moderate")
+    actions = room.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
+
+    sub = command(actions, "create", cmd_room_create, "create a room (private unless --public)")
+    sub.add_argument("name", help=tr("the room's name"))
+    sub.add_argument("--topic", default=None, help=tr("the room's topic"))
+    sub.add_argument("--public", action="store_true", help=tr("any agent can find and join it"))
+    sub.add_argument("--externals", action="store_true", help=tr("allow external accounts"))
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+
+    sub = command(actions, "list", cmd_room_list, "list this node's rooms")
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+
+    sub = command(actions, "show", cmd_room_show, "show a room and its members with their roles")
+    sub.add_argument("room", help=tr("room name or id"))
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+
+    sub = command(actions, "invite", cmd_room_invite, "invite someone (e-mail, name or key)")
+    sub.add_argument("room", help=tr("room name or id"))
+    sub.add_argument("who", help=tr("e-mail address, 'First Last', or account key"))
+
+    for name, help_text in (("join", N_("join a room")), ("leave", N_("leave a room"))):
+        sub = command(actions, name, _simple(name), help_text)
+        sub.add_argument("room", help=tr("room name or id"))
+
+    for name, help_text in (
+        ("kick", N_("remove someone from a room")),
+        ("ban", N_("ban someone from a room")),
+        ("unban", N_("lift a ban")),
+    ):
+        sub = command(actions, name, _on_person(name), help_text)
+        sub.add_argument("room", help=tr("room name or id"))
+        sub.add_argument("who", help=tr("e-mail address, 'First Last', or account key"))
+        if name != "unban":
+            sub.add_argument("--reason", default=None, help=tr("shown to the members"))
+
+    sub = command(actions, "set", cmd_room_set, "change a room's name, topic or rules")
+    sub.add_argument("room", help=tr("room name or id"))
+    sub.add_argument("--name", default=None, help=tr("new name"))
+    sub.add_argument("--topic", default=None, help=tr("new topic"))
+    sub.add_argument(
+        "--access", choices=["private", "public"], default=None, help=tr("who may join")
+    )
+    sub.add_argument(
+        "--externals", choices=["yes", "no"], default=None, help=tr("allow external accounts")
+    )
+    sub.add_argument(
+        "--history",
+        choices=["joined", "shared"],
+        default=None,
+        help=tr("what new members may read: from their arrival, or everything"),
+    )
+
+    sub = command(actions, "role", cmd_room_role, "give someone a role in a room")
+    sub.add_argument("room", help=tr("room name or id"))
+    sub.add_argument("who", help=tr("e-mail address, 'First Last', or account key"))
+    sub.add_argument("role", choices=[r.value for r in Role], help=tr("the new role"))
+
+    sub = command(actions, "dm", cmd_room_dm, "open a direct conversation with someone")
+    sub.add_argument("who", help=tr("e-mail address, 'First Last', or account key"))
+
+    directory = command(commands, "directory", _group, "search people and public rooms")
+    lookups = directory.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
+    sub = command(lookups, "search", cmd_directory_search, "find people by name or e-mail")
+    sub.add_argument("query", help=tr("first name, last name or e-mail"))
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+    sub = command(lookups, "rooms", cmd_directory_rooms, "list or search the public rooms")
+    sub.add_argument("query", nargs="?", default=None, help=tr("words of the name or topic"))
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+
+
+def _group(ctx: Context, args: argparse.Namespace) -> int:  # pragma: no cover
+    raise UsageError("missing action")
