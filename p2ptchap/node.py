@@ -26,12 +26,14 @@ from p2ptchap import accounts
 from p2ptchap.api.control import ControlServer
 from p2ptchap.core import identity
 from p2ptchap.core.channel import ChannelConfig, make_credentials
-from p2ptchap.core.errors import N_, UsageError, VerificationError
+from p2ptchap.core.errors import N_, StorageError, UsageError, VerificationError
 from p2ptchap.core.identity import VerifiedDevice
 from p2ptchap.core.noise import X25519KeyPair
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.net.discovery import Discovery, PeerSeen, new_instance_id
 from p2ptchap.net.peers import LocalDevice, PeerManager, PeerSettings
+from p2ptchap.store.db import DB_NAME, Database
+from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.home import Home
 
 log = logging.getLogger("p2ptchap.node")
@@ -124,6 +126,11 @@ class Node:
         )
         identity.verify_device_certificate(self.device.raw, self.account, self._revocations)
         self._revocations_mtime = self._mtime()
+        self.db = Database(home.root / DB_NAME)
+        self.directory = DirectoryStore(
+            self.db, self.trust, lambda: self._revocations, lambda: int(self._clock())
+        )
+        self.directory.remember(VerifiedDevice(self.account, self.device))
 
         def new_static(rng: Callable[[int], bytes]) -> tuple[X25519KeyPair, bytes]:
             static = X25519KeyPair.generate(rng)
@@ -152,9 +159,15 @@ class Node:
         self.control.register("status", self._cmd_status)
 
     def _verify(self, account: bytes, device: bytes) -> VerifiedDevice:
-        return identity.verify_chain(
+        verified = identity.verify_chain(
             account, device, self.trust, self._revocations, int(self._clock())
         )
+        # Every valid certificate seen goes to the people directory.
+        try:
+            self.directory.remember(verified)
+        except StorageError as exc:
+            log.warning(N_("could not record a peer in the directory: %s"), exc.detail)
+        return verified
 
     def _mtime(self) -> float:
         try:
@@ -257,6 +270,7 @@ class Node:
             "mdns": self.config.mdns,
             "instance": self.instance_id,
             "peers": len(self.peers.peers()),
+            "directory": len(self.directory),
             "rejected": dict(self.peers.rejections),
         }
 

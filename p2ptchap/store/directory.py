@@ -28,11 +28,29 @@ from p2ptchap.core.directory import (
     parse_summary,
 )
 from p2ptchap.core.errors import VerificationError, VerificationFailure
-from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
+from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind, VerifiedDevice
 from p2ptchap.core.keys import AccountKey, DeviceKey
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.core.room import Person
 from p2ptchap.store.db import Database
+
+_UPSERT_PERSON = (
+    "INSERT INTO people (account, email, name, kind, expires, certificate)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
+    " email = excluded.email, name = excluded.name, kind = excluded.kind,"
+    " expires = excluded.expires, certificate = excluded.certificate"
+)
+
+
+def _person_row(certificate: AccountCertificate) -> tuple[object, ...]:
+    return (
+        bytes(certificate.account_key),
+        certificate.email,
+        certificate.display_name,
+        certificate.kind.value,
+        certificate.expires,
+        certificate.raw,
+    )
 
 
 class DirectoryStore:
@@ -83,20 +101,7 @@ class DirectoryStore:
         if known is not None and known.issued_at >= certificate.issued_at:
             return known
         with self.db.transaction() as cursor:
-            cursor.execute(
-                "INSERT INTO people (account, email, name, kind, expires, certificate)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
-                " email = excluded.email, name = excluded.name, kind = excluded.kind,"
-                " expires = excluded.expires, certificate = excluded.certificate",
-                (
-                    bytes(certificate.account_key),
-                    certificate.email,
-                    certificate.display_name,
-                    certificate.kind.value,
-                    certificate.expires,
-                    data,
-                ),
-            )
+            cursor.execute(_UPSERT_PERSON, _person_row(certificate))
         self._remember(certificate)
         return certificate
 
@@ -115,6 +120,30 @@ class DirectoryStore:
                 )
             self._devices[device.device_key] = device
         return device
+
+    def remember(self, verified: VerifiedDevice) -> bool:
+        """Keep a device whose whole chain was just verified (a peer's, at handshake).
+
+        Returns whether anything was new; known certificates cost nothing.
+        """
+        account, device = verified.account, verified.device
+        known = self._accounts.get(account.account_key)
+        new_account = known is None or known.issued_at < account.issued_at
+        new_device = device.device_key not in self._devices
+        if not (new_account or new_device):
+            return False
+        with self.db.transaction() as cursor:
+            if new_account:
+                cursor.execute(_UPSERT_PERSON, _person_row(account))
+            if new_device:
+                cursor.execute(
+                    "INSERT OR IGNORE INTO devices (device, account, certificate) VALUES (?, ?, ?)",
+                    (bytes(device.device_key), bytes(device.account_key), device.raw),
+                )
+        if new_account:
+            self._remember(account)
+        self._devices[device.device_key] = device
+        return True
 
     def account(self, account: AccountKey) -> AccountCertificate | None:
         """The account's certificate if known and not revoked."""

@@ -98,6 +98,10 @@ def test_three_nodes_reach_each_other_through_one_static_peer_each(nodes: Nodes)
     for peer in peers.values():
         assert set(peer) >= {"email", "device", "address", "via", "since", "rtt_ms"}
     assert peers["bruno@x.gouv.fr"]["via"] == "static"
+    # Every certificate seen at a handshake is in the people directory, which
+    # the CLI searches next to the running node (same SQLite file).
+    found = cli(nodes.root, "--home", "carole", "directory", "search", "alice", "--json")
+    assert [p["email"] for p in json.loads(found.stdout)] == ["alice@x.gouv.fr"], found.stderr
     # A clean stop: exit code 0, and the others see the peer leave.
     code, out, _ = nodes.stop("carole")
     assert code == 0 and "Node stopped." in out
