@@ -112,6 +112,9 @@ def test_sigkill_during_writes_leaves_a_consistent_store(tmp_path: Path) -> None
             e.id for e in resolution.accepted
         }
         assert all(s != "new" for s, _ in statuses.values())
+        # The snapshot written with them is the state that resolution gives.
+        restored = store.live(cell.room)
+        assert restored.full == 0 and restored.resolution.state == resolution.state
         count = db.query("SELECT count(*) FROM events")[0][0]
         assert isinstance(count, int) and count >= 3
         db.close()
