@@ -13,16 +13,23 @@ room public: "accessible à tous les agents").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from p2ptchap import accounts
 from p2ptchap.core import codec
 from p2ptchap.core.addresses import InvalidAddress, normalise_email
-from p2ptchap.core.directory import Entry, RoomSummary, make_summary, may_search
+from p2ptchap.core.directory import (
+    Entry,
+    InvalidSummary,
+    RoomSummary,
+    make_summary,
+    may_search,
+)
 from p2ptchap.core.errors import N_, LocalError, UsageError
 from p2ptchap.core.events import (
     ADMIN,
@@ -190,7 +197,7 @@ class Rooms:
         self.directory = directory
         self.me = me
         self.clock = clock
-        self.store = RoomStore(db, directory.sender, directory.people)
+        self.store = RoomStore(db, directory.sender, directory.people, directory.basis)
         # Our own certificates are in our directory, or our events would not count.
         directory.add_account(me.account.raw)
         directory.add_device(me.device.raw)
@@ -323,8 +330,10 @@ class Rooms:
     ) -> Event:
         live = self._live(room)
         heads = live.heads(MAX_PREV)
-        device = bytes(self.me.device.device_key)
-        last = self.store.last_of(room, device)
+        # Chain to our latest *admitted* event: one refused (say, made at the
+        # same moment by another process of this device) must not lock us out.
+        previous = live.last_of(self.me.device.device_key)
+        last = (previous.seq, previous.id, previous.depth) if previous else None
         assert isinstance(content, dict)
         return make_event(
             self._secret,
@@ -347,8 +356,22 @@ class Rooms:
             raise RoomRefused(reason)
         self.store.add(room, [event.raw])
         outcome, why = self.store.live(room).status(event.id)
-        if outcome != "accepted":  # only a full resolution could tell; now stored
+        if outcome != "accepted":  # only a full resolution could tell: roll back
             raise RoomRefused(Rejection(why) if why else Rejection.BAD_TARGET)
+
+    @contextlib.contextmanager
+    def _writing(self, room: bytes | None) -> Iterator[None]:
+        """Make, check and store under one write lock; a refusal stores nothing.
+
+        The lock keeps another process of this device (the CLI next to the
+        node) from taking the same sequence number in between.
+        """
+        try:
+            with self.db.transaction():
+                yield
+        except BaseException:
+            self.store.forget(room)  # memory may hold what was rolled back
+            raise
 
     def _act(
         self,
@@ -358,9 +381,10 @@ class Rooms:
         state_key: str | None = None,
         warnings: tuple[str, ...] = (),
     ) -> Done:
-        event = self._make(room, kind, content, state_key)
-        self._write(room, event)
-        self._publish(room)
+        with self._writing(room):
+            event = self._make(room, kind, content, state_key)
+            self._write(room, event)
+            self._publish(room)
         return Done(room, (event.id,), warnings)
 
     def _publish(self, room: bytes) -> None:
@@ -373,7 +397,8 @@ class Rooms:
             # Strictly newer than what is known, even with a coarse clock.
             ts = max(self._now_ms(), known.ts + 1 if known else 0)
             summary = make_summary(self._secret, self.me.account.account_key, state, ts)
-            self.directory.add_summary(summary)
+            with contextlib.suppress(InvalidSummary):  # the action itself is done
+                self.directory.add_summary(summary)
 
     def create(
         self,
@@ -399,9 +424,21 @@ class Rooms:
             state_key="",
         )
         room = create.id
+        with self._writing(None):  # all of the room, or nothing
+            written = self._create_steps(room, create, name, topic, public, allow_externals)
+        return Done(room, tuple(written), (PUBLIC_WARNING,) if public else ())
+
+    def _create_steps(
+        self,
+        room: bytes,
+        create: Event,
+        name: str,
+        topic: str,
+        public: bool,
+        allow_externals: bool,
+    ) -> list[bytes]:
         self.store.add(room, [create.raw])
         written = [create.id]
-        warnings: list[str] = []
         steps: list[tuple[EventType, dict[codec.Key, codec.Value]]] = []
         if name:
             steps.append((T.NAME, {"name": name}))
@@ -411,13 +448,12 @@ class Rooms:
             steps.append((T.EXTERNALS, {"allow": True}))
         if public:
             steps.append((T.JOIN_RULE, {"rule": "public"}))
-            warnings.append(PUBLIC_WARNING)
         for kind, content in steps:
             event = self._make(room, kind, content, "")
             self._write(room, event)
             written.append(event.id)
         self._publish(room)
-        return Done(room, tuple(written), tuple(warnings))
+        return written
 
     def direct(self, account: AccountKey) -> Done:
         """The direct conversation with ``account``: the existing one, or a new one."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from p2ptchap.core import identity
+from p2ptchap.core import identity, revocation
 from p2ptchap.core.errors import UsageError
 from p2ptchap.core.events import Membership
 from p2ptchap.core.identity import Kind
@@ -36,12 +36,14 @@ class World:
         self.org: Org = make_org(make_rng(7))
         self.people: dict[str, Member] = {}
         self.nodes: dict[str, Rooms] = {}
+        self.revocations: dict[str, RevocationSet] = {}
 
     def node(self, name: str, kind: Kind = Kind.AGENT, display: str = "") -> Rooms:
         member = self.org.member(f"{name}@interieur.gouv.fr", display or name.title(), kind=kind)
         self.people[name] = member
         db = Database(self.tmp_path / f"{name}.db")
-        directory = DirectoryStore(db, self.org.trust, RevocationSet, lambda: NOW)
+        revocations = self.revocations.setdefault(name, RevocationSet())
+        directory = DirectoryStore(db, self.org.trust, lambda: revocations, lambda: NOW)
         rooms = Rooms(
             db, directory, Me(member.account, _device(member), member.device_secret), lambda: NOW
         )
@@ -290,3 +292,35 @@ def test_rooms_survive_reopening_and_other_processes_see_changes(world: World) -
     assert again.info(room).name == "Salon"
     with pytest.raises(RoomUnknown):
         again.find("nulle part")
+
+
+def test_a_revocation_reaches_stored_rooms_even_after_a_restart(world: World) -> None:
+    alice, bruno = world.node("alice"), world.node("bruno")
+    room = alice.create("Forum", public=True).room
+    world.sync("alice", "bruno")
+    bruno.join(room)
+    bruno.send(room, b"avant")
+    world.sync("alice", "bruno")
+    assert len(alice.members(room)) == 2
+    member = world.people["bruno"]
+    device = identity.parse_device_certificate(member.device).device_key
+    record = revocation.revoke_device(member.secret, member.certificate, device, NOW)
+    world.revocations["alice"].add(record, world.org.trust)
+    assert [m.email for m in alice.members(room)] == ["alice@interieur.gouv.fr"]
+    alice.db.close()
+    again = Rooms(Database(alice.db.path), alice.directory, alice.me, lambda: NOW)
+    assert [m.email for m in again.members(room)] == ["alice@interieur.gouv.fr"]
+    assert again.messages(room) == []
+
+
+def test_two_processes_of_one_device_take_turns(world: World) -> None:
+    alice = world.node("alice")
+    room = alice.create("Salon").room
+    other = Rooms(Database(alice.db.path), alice.directory, alice.me, lambda: NOW)
+    alice.send(room, b"un")  # alice's process has the room in memory
+    other.send(room, b"deux")  # the CLI, next to it, writes
+    alice.send(room, b"trois")  # chains after the CLI's event: no fork
+    fresh = Rooms(Database(alice.db.path), alice.directory, alice.me, lambda: NOW)
+    assert [m.body for m in fresh.messages(room)] == [b"un", b"deux", b"trois"]
+    assert all(s == "accepted" for s, _ in fresh.store.statuses(room).values())
+    assert fresh.store.live(room).full == 0

@@ -138,15 +138,20 @@ class RoomSummary:
 
 
 def make_summary(secret: DeviceSecret, account: AccountKey, state: RoomState, ts: int) -> bytes:
-    """Sign the summary of a room's current state (a retraction if it is private)."""
+    """Sign the summary of a room's current state (a withdrawal if it is private).
+
+    A withdrawal says nothing of the room but its id: no name, topic or
+    member count of a room that is private.
+    """
+    public = state.join_rule == "public" and not state.direct
     body = codec.encode(
         {
             "v": 1,
             "room": state.room,
-            "public": state.join_rule == "public" and not state.direct,
-            "name": state.name,
-            "topic": state.topic,
-            "members": len(state.members()),
+            "public": public,
+            "name": state.name if public else "",
+            "topic": state.topic if public else "",
+            "members": len(state.members()) if public else 0,
             "ts": ts,
             "account": bytes(account),
             "device": bytes(secret.public_key()),

@@ -172,14 +172,34 @@ class LiveRoom:
             return "rejected", reason.value
         return "accepted", None
 
+    def add_all(self, events: Iterable[Event]) -> None:
+        """Take a batch: at most one full resolution, however many events need one.
+
+        Events take the fast path in ``(depth, id)`` order until one cannot;
+        then the rest join the room and it is resolved once.  So a peer
+        sending many events that each force a resolution costs one
+        resolution per batch, not one per event.
+        """
+        batch = sorted(
+            {e.id: e for e in events if e.id not in self.events}.values(),
+            key=lambda e: (e.depth, e.id),
+        )
+        for index, event in enumerate(batch):
+            if not self._add(event):
+                self.events.update((e.id, e) for e in batch[index + 1 :])
+                self._resolve_all()
+                return
+
     def add(self, event: Event) -> None:
         """Take one more event of this room (duplicates are ignored)."""
-        if event.id in self.events:
-            return
+        if event.id not in self.events and not self._add(event):
+            self._resolve_all()
+
+    def _add(self, event: Event) -> bool:
+        """Add ``event`` on the fast path; ``False`` if the room must be resolved again."""
         self.events[event.id] = event
         if not self._try_fast(event):
-            self._resolve_all()
-            return
+            return False
         # The new event may release pending ones; each must also fit the fast path.
         released = True
         while released:
@@ -192,9 +212,9 @@ class LiveRoom:
                     del self._pending[waiting.id]
                     self.resolution.pending.remove(waiting)
                     if not self._try_fast(waiting):
-                        self._resolve_all()
-                        return
+                        return False
                     released = True
+        return True
 
     def _resolve_all(self) -> None:
         self.full += 1

@@ -148,11 +148,11 @@ def _admit(
     pending: list[Event] = []
     seqs: set[tuple[bytes, int]] = set()
     known = {e.id: e for e in ordered}
+    waiting = _waiting(ordered, known)
     for event in ordered:
         parents = [*event.prev, *([event.prev_seq] if event.prev_seq else [])]
-        if any(p not in known for p in parents):
+        if event.id in waiting:
             pending.append(event)
-            del known[event.id]  # its children wait too
             continue
         reason = None
         # Parents' depths as they claim them: so every parent of an event with
@@ -179,6 +179,25 @@ def _admit(
         admitted[event.id] = event
         seqs.add((bytes(event.device), event.seq))
     return list(admitted.values()), rejected, pending, clocks
+
+
+def _waiting(ordered: list[Event], known: dict[bytes, Event]) -> set[bytes]:
+    """Events with an ancestor missing: they wait, whatever depth they claim."""
+    children: dict[bytes, list[bytes]] = {}
+    stack: list[bytes] = []
+    for event in ordered:
+        for parent in (*event.prev, *([event.prev_seq] if event.prev_seq else [])):
+            if parent in known:
+                children.setdefault(parent, []).append(event.id)
+            else:
+                stack.append(event.id)
+    waiting: set[bytes] = set()
+    while stack:
+        identifier = stack.pop()
+        if identifier not in waiting:
+            waiting.add(identifier)
+            stack.extend(children.get(identifier, ()))
+    return waiting
 
 
 def merge_clocks(event: Event, clocks: dict[bytes, Clock]) -> Clock:
@@ -519,6 +538,9 @@ def resolve(
 # --- the state as bytes (snapshots, and "byte-identical" comparisons) ------------------
 
 STATE_VERSION: Final = 1
+#: Changes whenever a rule changes what resolution gives: stored statuses and
+#: snapshots made under other rules are resolved again (see store/rooms.py).
+RULES_VERSION: Final = 2
 
 
 def encode_state(state: RoomState) -> bytes:

@@ -16,6 +16,7 @@ keeps older ones from bringing it back.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from p2ptchap.core import identity
@@ -33,6 +34,9 @@ from p2ptchap.core.keys import AccountKey, DeviceKey
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.core.room import Person
 from p2ptchap.store.db import Database
+
+#: How far ahead of our clock a summary may be dated (seconds).
+MAX_SUMMARY_SKEW = 600
 
 _UPSERT_PERSON = (
     "INSERT INTO people (account, email, name, kind, expires, certificate)"
@@ -70,6 +74,8 @@ class DirectoryStore:
         self._people = PeopleDirectory()
         self._accounts: dict[AccountKey, AccountCertificate] = {}
         self._devices: dict[DeviceKey, DeviceCertificate] = {}
+        self._basis_key: tuple[int, ...] = ()
+        self._basis = b""
         for (raw,) in db.query("SELECT certificate FROM people"):
             try:  # trust may have changed since: keep only what still reads
                 self._remember(identity.read_account_certificate(_bytes(raw), trust))
@@ -183,6 +189,25 @@ class DirectoryStore:
     def __len__(self) -> int:
         return len(self._accounts)
 
+    def basis(self) -> bytes:
+        """A digest of what room resolution reads here: certificates and revocations.
+
+        It changes when a certificate or a revocation arrives, so stored room
+        states computed before are resolved again (``RoomStore``).
+        """
+        revocations = self.revocations()
+        key = (len(self._accounts), len(self._devices), id(revocations), len(revocations))
+        if key != self._basis_key:
+            digest = hashlib.blake2b(digest_size=16, person=b"p2ptchap-basis")
+            for account in sorted(self._accounts.values(), key=lambda c: bytes(c.account_key)):
+                digest.update(bytes(account.account_key) + account.serial)
+            for device in sorted(bytes(d) for d in self._devices):
+                digest.update(device)
+            for record in sorted(r.record_id for r in revocations):
+                digest.update(record)
+            self._basis_key, self._basis = key, digest.digest()
+        return self._basis
+
     # --- public rooms -------------------------------------------------------------------
 
     def add_summary(self, raw: bytes) -> RoomSummary:
@@ -195,6 +220,9 @@ class DirectoryStore:
         person = self.sender(summary.account, summary.device)
         if person is None or person.kind is not Kind.AGENT:
             raise InvalidSummary("signed by an unknown device or an external")
+        if summary.ts > (self.clock() + MAX_SUMMARY_SKEW) * 1000:
+            # Else a summary dated far ahead would win over every later one.
+            raise InvalidSummary("dated in the future")
         known = self.summary(summary.room)
         # Newest wins; equal times are settled by the bytes, the same everywhere.
         if known is not None and (known.ts, known.raw) >= (summary.ts, summary.raw):
@@ -226,6 +254,7 @@ class DirectoryStore:
         """Public rooms whose name or topic match ``query`` (all if empty), by name."""
         rows = self.db.query("SELECT summary FROM public_rooms WHERE public = 1")
         found = [parse_summary(_bytes(row[0])) for row in rows]
+        found = [s for s in found if self.sender(s.account, s.device) is not None]
         if query.strip():
             found = [s for s in found if s.matches(query)]
         return sorted(found, key=lambda s: (s.name.casefold(), s.room))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from p2ptchap.core import codec
@@ -34,7 +34,15 @@ from p2ptchap.core.events import (
 )
 from p2ptchap.core.keys import AccountKey, DeviceKey
 from p2ptchap.core.live_room import LiveRoom
-from p2ptchap.core.room import Directory, People, Resolution, decode_state, encode_state, resolve
+from p2ptchap.core.room import (
+    RULES_VERSION,
+    Directory,
+    People,
+    Resolution,
+    decode_state,
+    encode_state,
+    resolve,
+)
 from p2ptchap.store.db import Database
 
 
@@ -49,10 +57,20 @@ class Added:
 class RoomStore:
     """The events of every room, in a :class:`Database`."""
 
-    def __init__(self, db: Database, directory: Directory, people: People) -> None:
+    def __init__(
+        self,
+        db: Database,
+        directory: Directory,
+        people: People,
+        basis: Callable[[], bytes] = lambda: b"",
+    ) -> None:
         self.db = db
         self.directory = directory
         self.people = people
+        #: What resolution depends on besides the events (the directory and
+        #: the revocations): a snapshot is reused only under the same basis.
+        self._directory_basis = basis
+        self._basis = b""
         self._live: dict[bytes, LiveRoom] = {}
         self._data_version: object = None
 
@@ -66,9 +84,11 @@ class RoomStore:
         # Another process (the CLI while the node runs) may have written:
         # SQLite bumps data_version for commits by other connections.
         version = self.db.query("PRAGMA data_version")[0][0]
-        if version != self._data_version:
+        basis = RULES_VERSION.to_bytes(4, "big") + self._directory_basis()
+        if version != self._data_version or basis != self._basis:
+            # Another process wrote, or a certificate or revocation arrived.
             self._live.clear()
-            self._data_version = version
+            self._data_version, self._basis = version, basis
         if room not in self._live:
             with _paused_gc():
                 self._live[room] = self._open(room)
@@ -77,8 +97,13 @@ class RoomStore:
     def _open(self, room: bytes) -> LiveRoom:
         live = LiveRoom(room, self.directory, self.people)
         events, status = self._read(room)
-        snapshot = self.db.query("SELECT state, events FROM rooms WHERE room = ?", (room,))
-        if snapshot and snapshot[0][0] is not None and snapshot[0][1] == len(events):
+        snapshot = self.db.query("SELECT state, events, basis FROM rooms WHERE room = ?", (room,))
+        if (
+            snapshot
+            and snapshot[0][0] is not None
+            and snapshot[0][1] == len(events)
+            and snapshot[0][2] == self._basis
+        ):
             try:
                 live.restore(events, status, decode_state(_blob(snapshot[0][0])))
             except (DecodeError, ValueError):
@@ -102,14 +127,15 @@ class RoomStore:
 
     def resolve_again(self, room: bytes) -> Resolution:
         """Resolve a room from all its events and record every status anew."""
+        self.live(room)  # brings the basis up to date
         live = LiveRoom(room, self.directory, self.people)
         live.load(self._read(room)[0])
         self._live[room] = live
         status = {event_id: live.status(event_id) for event_id in live.events}
         try:
-            self._write(room, [], status, live.resolution)
+            self._write(room, [], status, live)
         except StorageError:
-            del self._live[room]
+            self._live.pop(room, None)
             raise
         return live.resolution
 
@@ -146,8 +172,7 @@ class RoomStore:
         new = list({e.id: e for e in fresh if e.id not in live.events and e.room == room}.values())
         full_before = live.full
         waiting = [e.id for e in live.resolution.pending]
-        for event in new:
-            live.add(event)
+        live.add_all(new)
         # After a full resolution any status may have changed; otherwise only
         # the new events and those they released from waiting.
         changed = (
@@ -156,9 +181,9 @@ class RoomStore:
         status = {event_id: live.status(event_id) for event_id in changed}
         resolution = live.resolution
         try:
-            self._write(room, new, status, resolution)
+            self._write(room, new, status, live)
         except StorageError:
-            del self._live[room]  # reload from disk next time
+            self._live.pop(room, None)  # reload from disk next time
             raise
         return Added(len(new), invalid), resolution
 
@@ -167,8 +192,9 @@ class RoomStore:
         room: bytes,
         new: list[Event],
         status: dict[bytes, tuple[str, str | None]],
-        resolution: Resolution,
+        live: LiveRoom,
     ) -> None:
+        resolution = live.resolution
         with self.db.transaction() as cursor:
             cursor.executemany(
                 "INSERT OR IGNORE INTO events (id, room, depth, type, account, device, seq, raw,"
@@ -181,17 +207,22 @@ class RoomStore:
                 [(s, r, i) for i, (s, r) in status.items()],
             )
             state = resolution.state
+            # ``events`` is what the snapshot covers — the events this process
+            # resolved, not a count of the table: if another process stored
+            # more meanwhile, the counts differ and the next opening resolves.
             cursor.execute(
-                "INSERT INTO rooms (room, name, accepted, state, events)"
-                " VALUES (?, ?, ?, ?, (SELECT count(*) FROM events WHERE room = ?))"
+                "INSERT INTO rooms (room, name, accepted, state, events, basis)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (room) DO UPDATE SET name = excluded.name,"
-                " accepted = excluded.accepted, state = excluded.state, events = excluded.events",
+                " accepted = excluded.accepted, state = excluded.state,"
+                " events = excluded.events, basis = excluded.basis",
                 (
                     room,
                     state.name if state else "",
                     len(resolution.accepted),
                     encode_state(state) if state else None,
-                    room,
+                    len(live.events),
+                    self._basis,
                 ),
             )
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2ptchap.core.events import Event, EventType
+from p2ptchap.core.events import Event, EventType, make_event
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import resolve
 from tests.room_cell import Cell, scenario
@@ -112,3 +112,52 @@ def test_restore_gives_the_same_room_as_a_resolution() -> None:
     assert restored.heads() == live.heads()
     with pytest.raises(ValueError):
         restored.restore(ordered, {}, live.resolution.state)
+
+
+def test_a_batch_costs_at_most_one_full_resolution() -> None:
+    cell = Cell(8)
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = [cell.create(alice)]
+    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
+    cell.member(bruno, view, bruno, "join")
+    live = LiveRoom(cell.room, cell.directory, cell.people)
+    live.add_all(view)
+    stale = list(view)
+    # Fifty kicks by a non-member, each on an old view: each would force a resolution.
+    outsider = cell.person("mallory")
+    kicks = [cell.member(outsider, list(stale), bruno, "leave") for _ in range(50)]
+    for _ in range(20):
+        cell.emit(alice, view, T.MESSAGE, {"body": b"m"})
+    full = live.full
+    live.add_all([*view, *kicks])
+    assert live.full <= full + 1
+    same(live, [*view, *kicks], cell)
+
+
+def test_a_child_claiming_a_small_depth_waits_with_its_parent() -> None:
+    cell = Cell(9)
+    alice = cell.person("alice")
+    view = [cell.create(alice)]
+    missing = cell.emit(alice, view, T.NAME, {"name": "a"}, "")
+    waiting = cell.emit(alice, view, T.NAME, {"name": "b"}, "")
+    liar = make_event(
+        alice.device,
+        alice.key,
+        T.TOPIC,
+        {"topic": "t"},
+        room=cell.room,
+        seq=alice.seq + 1,
+        prev_seq=waiting.id,
+        prev=[waiting.id],
+        depth=1,  # claims to be shallower than its parent
+        ts=0,
+        state_key="",
+    )
+    events = [view[0], waiting, liar]  # `missing` never arrives
+    result = cell.resolve(events)
+    assert {e.id for e in result.pending} == {waiting.id, liar.id}
+    live = LiveRoom(cell.room, cell.directory, cell.people)
+    for event in reversed(events):
+        live.add(event)
+    same(live, events, cell)
+    assert missing not in events

@@ -111,3 +111,19 @@ def test_public_room_summaries(tmp_path: Path, org: Org) -> None:
         directory.add_summary(bytes(forged))
     with pytest.raises(InvalidSummary):
         directory.add_summary(b"\xa0")
+
+
+def test_summaries_from_the_future_and_withdrawals_that_say_nothing(
+    tmp_path: Path, org: Org
+) -> None:
+    directory = store(tmp_path, org)
+    alice = org.member("alice@interieur.gouv.fr", "Alice")
+    known(directory, alice)
+    key, room = alice.account.account_key, b"\x09" * 32
+    ahead = make_summary(alice.device_secret, key, state(room, alice, True), 2**62)
+    with pytest.raises(InvalidSummary):
+        directory.add_summary(ahead)
+    withdrawal = directory.add_summary(
+        make_summary(alice.device_secret, key, state(room, alice, False), NOW * 1000)
+    )
+    assert (withdrawal.name, withdrawal.topic, withdrawal.members) == ("", "", 0)
