@@ -495,10 +495,21 @@ class Rooms:
                 user_message=N_("'{email}' is not a valid e-mail address."),
                 email=email,
             ) from exc
-        known = self.directory.by_email(address)
-        if known:
-            return self.invite(room, known[0].account_key)
+        known = self.account_by_email(address)
+        if known is not None:
+            return self.invite(room, known)
         return self._act(room, T.EMAIL_INVITE, {"invited": True}, address)
+
+    def account_by_email(self, address: str) -> AccountKey | None:
+        """The account of a normalised address, for agents only.
+
+        For an external, always ``None``: answering would tell them who is an
+        agent, which the directory rule keeps from them.
+        """
+        if not may_search(self.me.account.kind):
+            return None
+        known = self.directory.by_email(address)
+        return known[0].account_key if known else None
 
     def join(self, room: bytes) -> Done:
         return self._member(room, self.me.account.account_key, Membership.JOIN)

@@ -213,6 +213,7 @@ def test_externals_are_kept_to_rooms_that_allow_them(world: World) -> None:
         eve.search_people("alice")
     with pytest.raises(DirectoryRefused):
         eve.public_rooms()
+    assert eve.account_by_email("alice@interieur.gouv.fr") is None  # no directory oracle
     own = eve.create("Externe").room
     assert eve.info(own).allow_externals  # an external's room lets its creator in
     with pytest.raises(RoomRefused):

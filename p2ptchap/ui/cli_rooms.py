@@ -60,8 +60,8 @@ def _person(rooms: Rooms, who: str) -> AccountKey | str:
             raise UsageError(
                 str(exc), user_message=N_("'{email}' is not a valid e-mail address."), email=text
             ) from exc
-        known = rooms.directory.by_email(address)
-        return known[0].account_key if known else address
+        known = rooms.account_by_email(address)
+        return known if known is not None else address
     found = rooms.search_people(text, limit=6)
     if len(found) == 1:
         return found[0].account
