@@ -347,10 +347,12 @@ def _authorize_member(  # noqa: PLR0911, PLR0912 - membership transitions, each 
         if invitee.kind is Kind.EXTERNAL and not state.allow_externals:
             return Rejection.EXTERNALS_NOT_ALLOWED
         if state.direct:
-            taken = sum(
-                1 for m in state.membership.values() if m in {Membership.JOIN, Membership.INVITE}
+            others = sum(
+                1
+                for account, m in state.membership.items()
+                if account != target and m in {Membership.JOIN, Membership.INVITE}
             )
-            if taken >= 2:
+            if others >= 2:  # the invitee would be a third person
                 return Rejection.DIRECT_ROOM
             # Tchap's rule: an external cannot open a conversation with an agent.
             if person.kind is Kind.EXTERNAL and invitee.kind is Kind.AGENT:
@@ -540,7 +542,7 @@ def resolve(
 STATE_VERSION: Final = 1
 #: Changes whenever a rule changes what resolution gives: stored statuses and
 #: snapshots made under other rules are resolved again (see store/rooms.py).
-RULES_VERSION: Final = 2
+RULES_VERSION: Final = 3
 
 
 def encode_state(state: RoomState) -> bytes:

@@ -6,57 +6,72 @@ them.  It is meant to be obviously right, not fast:
 
 - the causal past of an event is found by walking ``prev`` and ``prev_seq``
   links (no vector clocks);
-- the state a removal is judged against is the state of its causal past,
-  found by running this whole algorithm again on that subset of events;
+- the state a removal is judged against is its causal past replayed, in
+  order and by the same rules, with the events strong remove drops from the
+  *whole* set left out (§10 step 3);
 - strong remove is an explicit fixed point over sets of event ids.
 
-Where the specification leaves a choice open, this model decides as follows
-(each is a place where an implementation may legitimately differ, and where
-the specification should say more):
+§10 now settles most of what used to be open (the order of the admission
+checks, ``lying-depth`` counting ``prev_seq``, joining again, self-leave,
+kick and unban targets, reaction and redaction targets, ``direct-room``
+before the level, a removal's causal state).  How this model reads it, and
+what it decides where §10 is still silent (marked *silent*; every such choice
+agrees with what ``resolve`` was seen to do from outside, and the orders of
+checks and "an external's join" are pinned by small cases in
+``test_room_stateful``):
 
-1. *Pending is transitive*: an event waits if a parent is missing **or
-   waiting** (a child of a waiting event cannot be judged yet; calling it
-   ``rejected-parent`` would make it flip when the grandparent arrives).
-2. *Parents* are ``prev`` and ``prev_seq`` everywhere (§10 says so), including
-   for ``lying-depth``: depth must be 1 + the largest depth among both.
-3. Admission checks run in the order §10 lists them; the first failing one
-   names the rejection.  A parent later in the order than its child (only
-   possible with a lying depth) is "not admitted" yet: ``rejected-parent``.
-4. Authorization checks run in the order §10 lists them: a joined sender
-   first (``not-a-member``), then levels (``insufficient-power``), then the
-   type's own rules.  ``direct-room`` for a join rule comes after the
-   ``state`` level check.
-5. Changing levels: only *changed* entries count.  A user's level changes if
-   it differs (absent = 0) between the running state and the new ``users``
-   map; such a change needs the new level ≤ the sender's, and the old one <
-   the sender's unless the user is the sender.  A changed action level needs
-   the new value ≤ the sender's level.  (Counting unchanged entries would
-   forbid a moderator from ever sending a ``power`` event in a room with an
-   admin.)  A ``power`` event replaces ``levels`` by its ``users`` map as is.
-6. ``email_invite`` is not in §10's list; it is an invitation, so it needs the
-   ``invite`` level (and a joined sender), nothing more.  Neither it nor a
-   join is limited by the direct-room "two people" rule (only invites are).
-7. A join of someone else is ``bad-target``; inviting a joined account is
-   ``bad-target``; inviting a banned one is ``banned``.
-8. A joined member joining again must satisfy the join rule like anyone
-   (invited or public room for agents), else ``not-invited``.
-9. A self-leave needs no joined sender (it declines an invitation), but a
-   banned person's self-leave is ``banned``: it would lift the ban, which
-   needs the ``ban`` level and a level above the target's.
+1. *Pending is transitive* (silent): an event waits if a parent is missing
+   **or waiting**.  (§10 says "whose parents are not all present"; calling
+   the child of a waiting event ``rejected-parent`` would make its fate flip
+   when the grandparent arrives.)
+2. *Parents* are ``prev`` and ``prev_seq`` everywhere.
+3. Admission: the first failing check, in §10's order: ``lying-depth`` (the
+   depth the parents *claim*, admitted or not), ``rejected-parent``,
+   ``wrong-room``, ``broken-chain``, ``device-fork``, ``unknown-sender``.
+4. Authorization: a joined sender first (``not-a-member``; joins of anyone
+   and self-leaves are exempt), then the type's rules.  A join rule:
+   ``direct-room`` (any ``join_rule`` event in a direct room, even one
+   repeating the current rule), then ``externals-not-allowed`` for a
+   ``public`` rule set by an external (even if the room is public already;
+   *silent* on coming before the level), then ``state``.
+5. Changing levels (silent on "unchanged"): only *changed* entries count.
+   A user's level changes if it differs (absent = 0) between the running
+   state and the new ``users`` map; such a change needs the new level ≤ the
+   sender's, and the old one < the sender's unless the user is the sender.
+   A changed action level needs the new value ≤ the sender's level.  A
+   ``power`` event replaces ``levels`` by its ``users`` map as is.
+6. ``email_invite`` (silent): an invitation, so it needs the ``invite`` level
+   (and a joined sender), nothing more.  Neither it nor a join is limited by
+   the direct-room "two people" rule (only invites are).
+7. Invite (reasons silent): ``invite`` level, then a banned target is
+   ``banned``, a joined one ``bad-target``, then externals, then
+   ``direct-room`` (joined or invited accounts plus the target > 2, or an
+   external inviting an agent).  An account unknown to ``people`` counts as
+   an external.
+8. Join: ``bad-target`` (someone else), ``banned``,
+   ``externals-not-allowed`` (checked even for an external already joined),
+   then allowed if invited (by account, or an ``email_invite`` of one's
+   address), public for an agent, or already joined; else ``not-invited``.
+9. Self-leave: allowed when joined or invited, else ``not-a-member`` (a
+   banned person's included).
 10. A *removal* is structural: a ``member`` event with ``ban``, or with
-    ``leave`` on someone else (a kick, or an unban).  Removals are judged
-    against their causal past only, so their fate never depends on the
-    running state nor on what strong remove drops.
-11. An account unknown to ``people`` counts as an external (it is not vouched
-    for as an agent) when invited.
-12. "Known" targets (edit, reaction, redaction) are events accepted earlier in
-    the replay.  A reaction needs a ``message`` target; an edit one's own
-    ``message``; a redaction any accepted event (its own, or with ``redact``).
-    Edits need no ``post`` level (§10 lists only message and reaction).
-13. Strong remove drops *admitted* events (whatever their own fate would be)
-    and the dropped set only grows (``D ← D ∪ drops(replay(D))``), as §10
-    says.  "An external's join" is a join of oneself by an external.  Every
-    dropped event is ``removed-concurrently``.
+    ``leave`` on someone else (a kick, or an unban).  A kick or unban needs a
+    joined, invited or banned target (``bad-target``, *silent* on coming
+    before the levels), then ``kick`` (``ban`` for a ban or to lift one) and
+    a level strictly above the target's.
+11. Edit, reaction and redaction targets are events accepted earlier in the
+    replay.  A reaction needs any such event (``bad-target``, *silent* on
+    coming before ``post``), then ``post``; an edit one's own ``message`` (no
+    ``post`` level: §10 does not ask for it); a redaction any such event
+    (``bad-target``), then ``redact`` unless it is one's own.
+12. A removal's causal state, for a dropped set D: its admitted ancestors
+    minus D, replayed in ``(depth, id)`` order from nothing with these same
+    rules (removals among them judged the same way, recursively).
+13. Strong remove drops *admitted* non-removals (whatever their own fate
+    would be) and the dropped set only grows (``D ← D ∪ drops(replay(D))``),
+    as §10 says.  "An external's join" is any ``member`` join an external
+    sends, whatever its target (*silent*).  Every dropped event is
+    ``removed-concurrently``.
 """
 
 from __future__ import annotations
@@ -162,13 +177,12 @@ def is_removal(event: Event) -> bool:
 
 
 class Reference:
-    """Resolves sets of events of one room; memoises by the set of ids."""
+    """Resolves sets of events of one room."""
 
     def __init__(self, room: bytes, directory: Directory, people: People) -> None:
         self.room = room
         self.directory = directory
         self.people = people
-        self._memo: dict[frozenset[bytes], tuple[Outcome, _State | None]] = {}
         self._ancestors: dict[bytes, frozenset[bytes]] = {}
 
     # --- the causal past, by walking the graph ------------------------------------------
@@ -197,70 +211,19 @@ class Reference:
     # --- the algorithm ------------------------------------------------------------------
 
     def resolve(self, events: Iterable[Event]) -> Outcome:
-        return self._resolve({e.id: e for e in events})[0]
+        return _Run(self, {e.id: e for e in events}).outcome()
 
-    def _resolve(self, events: dict[bytes, Event]) -> tuple[Outcome, _State | None]:
-        key = frozenset(events)
-        if key not in self._memo:
-            self._memo[key] = self._compute(events)
-        return self._memo[key]
-
-    def _compute(self, events: dict[bytes, Event]) -> tuple[Outcome, _State | None]:
-        order = sorted(events.values(), key=lambda e: (e.depth, e.id))
-
-        # Pending: a parent is missing or pending (a fixed point).
-        pending: set[bytes] = set()
-        changed = True
-        while changed:
-            changed = False
-            for e in order:
-                if e.id not in pending and any(p not in events or p in pending for p in parents(e)):
-                    pending.add(e.id)
-                    changed = True
-
-        # Admission.
-        rejected: dict[bytes, str] = {}
-        admitted: list[Event] = []
-        for e in order:
-            if e.id in pending:
-                continue
-            reason = self._admission(e, events, admitted)
-            if reason is None:
-                admitted.append(e)
-            else:
-                rejected[e.id] = reason.value
-
-        # Authorization and strong remove, until the dropped set stops growing.
-        dropped: set[bytes] = set()
-        while True:
-            accepted, refused, state = self._replay(admitted, dropped, events)
-            grown = dropped | self._drops(admitted, accepted, events)
-            if grown == dropped:
-                break
-            dropped = grown
-        rejected.update(refused)
-        for e in admitted:
-            if e.id in dropped:
-                rejected[e.id] = Rejection.REMOVED_CONCURRENTLY.value
-        outcome = Outcome(
-            accepted=[e.id for e in admitted if e.id in accepted],
-            rejected=rejected,
-            pending=pending,
-            state=state.public() if state is not None else None,
-        )
-        return outcome, state
-
-    def _admission(
+    def admission(
         self, e: Event, events: dict[bytes, Event], admitted: list[Event]
     ) -> Rejection | None:
+        expected = 1 + max((events[p].depth for p in parents(e)), default=-1)
+        if e.depth != expected:
+            return Rejection.LYING_DEPTH
         admitted_ids = {a.id for a in admitted}
         if any(p not in admitted_ids for p in parents(e)):
             return Rejection.REJECTED_PARENT
         if e.room != self.room:
             return Rejection.WRONG_ROOM
-        expected = 1 + max((events[p].depth for p in parents(e)), default=-1)
-        if e.depth != expected:
-            return Rejection.LYING_DEPTH
         if e.prev_seq is not None:
             before = events[e.prev_seq]
             if before.device != e.device or before.seq != e.seq - 1:
@@ -271,63 +234,15 @@ class Reference:
             return Rejection.UNKNOWN_SENDER
         return None
 
-    def _replay(
-        self, admitted: list[Event], dropped: set[bytes], events: dict[bytes, Event]
-    ) -> tuple[set[bytes], dict[bytes, str], _State | None]:
-        state: _State | None = None
-        accepted: dict[bytes, Event] = {}
-        refused: dict[bytes, str] = {}
-        for e in admitted:
-            if e.id in dropped:
-                continue
-            if e.type is T.CREATE:
-                reason = None if state is None else Rejection.BAD_TARGET  # unreachable
-            elif is_removal(e):
-                causal = {i: events[i] for i in self.ancestors(e, events)}
-                _, past = self._resolve(causal)
-                reason = Rejection.NOT_A_MEMBER if past is None else self._authorize(e, past, None)
-            elif state is None:
-                reason = Rejection.NOT_A_MEMBER  # unreachable: create comes first
-            else:
-                reason = self._authorize(e, state, accepted)
-            if reason is not None:
-                refused[e.id] = reason.value
-                continue
-            accepted[e.id] = e
-            state = self._apply(e, state)
-        return set(accepted), refused, state
-
-    def _drops(
-        self, admitted: list[Event], accepted: set[bytes], events: dict[bytes, Event]
-    ) -> set[bytes]:
-        removals = [r for r in admitted if r.id in accepted and is_removal(r)]
-        closings = [
-            x
-            for x in admitted
-            if x.id in accepted and x.type is T.EXTERNALS and x.content["allow"] is False
-        ]
-        drops: set[bytes] = set()
-        for e in admitted:
-            if is_removal(e):
-                continue
-            for r in removals:
-                if e.account == target_of(r) and self.concurrent(e, r, events):
-                    drops.add(e.id)
-            if self._external_join(e):
-                for x in closings:
-                    if self.concurrent(e, x, events):
-                        drops.add(e.id)
-        return drops
-
-    def _external_join(self, e: Event) -> bool:
+    def external_join(self, e: Event) -> bool:
         if e.type is not T.MEMBER or membership_of(e) is not Membership.JOIN:
             return False
         sender = self.directory(e.account, e.device)
-        return target_of(e) == e.account and sender is not None and sender.kind is Kind.EXTERNAL
+        return sender is not None and sender.kind is Kind.EXTERNAL
 
     # --- rules --------------------------------------------------------------------------
 
-    def _authorize(
+    def authorize(
         self, e: Event, s: _State, accepted: dict[bytes, Event] | None
     ) -> Rejection | None:
         sender = e.account
@@ -342,10 +257,16 @@ class Reference:
         level = s.level(sender)
 
         if e.type in SETTINGS:
-            if level < s.power["state"]:
-                return Rejection.INSUFFICIENT_POWER
             if e.type is T.JOIN_RULE and s.direct:
                 return Rejection.DIRECT_ROOM
+            if (
+                e.type is T.JOIN_RULE
+                and e.content["rule"] == "public"
+                and person.kind is Kind.EXTERNAL
+            ):
+                return Rejection.EXTERNALS_NOT_ALLOWED
+            if level < s.power["state"]:
+                return Rejection.INSUFFICIENT_POWER
             return None
 
         if e.type is T.POWER:
@@ -369,14 +290,13 @@ class Reference:
             return self._authorize_member(e, s, person)
 
         assert accepted is not None  # only removals are judged without a replay
-        if e.type in {T.MESSAGE, T.REACTION} and level < s.power["post"]:
-            return Rejection.INSUFFICIENT_POWER
         if e.type is T.MESSAGE:
-            return None
+            return Rejection.INSUFFICIENT_POWER if level < s.power["post"] else None
         target = accepted.get(e.content["target"])
         if e.type is T.REACTION:
-            ok = target is not None and target.type is T.MESSAGE
-            return None if ok else Rejection.BAD_TARGET
+            if target is None:
+                return Rejection.BAD_TARGET
+            return Rejection.INSUFFICIENT_POWER if level < s.power["post"] else None
         if e.type is T.EDIT:
             ok = target is not None and target.type is T.MESSAGE and target.account == sender
             return None if ok else Rejection.BAD_TARGET
@@ -398,13 +318,15 @@ class Reference:
                 return Rejection.BANNED
             if person.kind is Kind.EXTERNAL and not s.allow_externals:
                 return Rejection.EXTERNALS_NOT_ALLOWED
-            if current is Membership.INVITE or person.email in s.email_invites:
+            if current in {Membership.INVITE, Membership.JOIN} or person.email in s.email_invites:
                 return None
             if s.join_rule == "public" and person.kind is Kind.AGENT:
                 return None
             return Rejection.NOT_INVITED
         if change is Membership.LEAVE and target == sender:
-            return Rejection.BANNED if current is Membership.BAN else None
+            if current in {Membership.JOIN, Membership.INVITE}:
+                return None
+            return Rejection.NOT_A_MEMBER
         if change is Membership.INVITE:
             if level < s.power["invite"]:
                 return Rejection.INSUFFICIENT_POWER
@@ -425,14 +347,20 @@ class Reference:
                 if person.kind is Kind.EXTERNAL and kind is Kind.AGENT:
                     return Rejection.DIRECT_ROOM
             return None
-        # A kick (someone else's leave, lifting a ban too) or a ban.
+        # A removal: a kick (someone else's leave, lifting a ban too) or a ban.
+        if change is Membership.LEAVE and current not in {
+            Membership.JOIN,
+            Membership.INVITE,
+            Membership.BAN,
+        }:
+            return Rejection.BAD_TARGET
         lifting = change is Membership.LEAVE and current is Membership.BAN
         needed = s.power["ban"] if change is Membership.BAN or lifting else s.power["kick"]
         if level < needed or level <= s.level(target):
             return Rejection.INSUFFICIENT_POWER
         return None
 
-    def _apply(self, e: Event, s: _State | None) -> _State:
+    def apply(self, e: Event, s: _State | None) -> _State:
         if e.type is T.CREATE:
             return _State(
                 room=self.room,
@@ -472,6 +400,121 @@ class Reference:
             else:
                 s.email_invites.discard(e.state_key)
         return s
+
+
+class _Run:
+    """One resolution of one set of events."""
+
+    def __init__(self, model: Reference, events: dict[bytes, Event]) -> None:
+        self.model = model
+        self.events = events
+        self.order = sorted(events.values(), key=lambda e: (e.depth, e.id))
+        self._replays: dict[
+            tuple[frozenset[bytes], frozenset[bytes]],
+            tuple[dict[bytes, Event], dict[bytes, str], _State | None],
+        ] = {}
+
+    def outcome(self) -> Outcome:
+        # Pending: a parent is missing or pending (a fixed point).
+        pending: set[bytes] = set()
+        changed = True
+        while changed:
+            changed = False
+            for e in self.order:
+                if e.id not in pending and any(
+                    p not in self.events or p in pending for p in parents(e)
+                ):
+                    pending.add(e.id)
+                    changed = True
+
+        # Admission.
+        rejected: dict[bytes, str] = {}
+        admitted: list[Event] = []
+        for e in self.order:
+            if e.id in pending:
+                continue
+            reason = self.model.admission(e, self.events, admitted)
+            if reason is None:
+                admitted.append(e)
+            else:
+                rejected[e.id] = reason.value
+        self.admitted = admitted
+
+        # Authorization and strong remove, until the dropped set stops growing.
+        dropped: frozenset[bytes] = frozenset()
+        while True:
+            accepted, refused, state = self.replay(admitted, dropped)
+            grown = dropped | self.drops(set(accepted))
+            if grown == dropped:
+                break
+            dropped = grown
+        rejected.update(refused)
+        for e in admitted:
+            if e.id in dropped:
+                rejected[e.id] = Rejection.REMOVED_CONCURRENTLY.value
+        return Outcome(
+            accepted=[e.id for e in admitted if e.id in accepted],
+            rejected=rejected,
+            pending=pending,
+            state=state.public() if state is not None else None,
+        )
+
+    def replay(
+        self, admitted: list[Event], dropped: frozenset[bytes]
+    ) -> tuple[dict[bytes, Event], dict[bytes, str], _State | None]:
+        """Replay ``admitted`` (in order) from nothing, leaving ``dropped`` out."""
+        key = (frozenset(e.id for e in admitted), dropped)
+        if key in self._replays:
+            return self._replays[key]
+        model = self.model
+        state: _State | None = None
+        accepted: dict[bytes, Event] = {}
+        refused: dict[bytes, str] = {}
+        for e in admitted:
+            if e.id in dropped:
+                continue
+            if e.type is T.CREATE:
+                reason = None if state is None else Rejection.BAD_TARGET  # unreachable
+            elif is_removal(e):
+                past = self.causal_state(e, dropped)
+                reason = Rejection.NOT_A_MEMBER if past is None else model.authorize(e, past, None)
+            elif state is None:
+                reason = Rejection.NOT_A_MEMBER  # unreachable: create comes first
+            else:
+                reason = model.authorize(e, state, accepted)
+            if reason is not None:
+                refused[e.id] = reason.value
+                continue
+            accepted[e.id] = e
+            state = model.apply(e, state)
+        self._replays[key] = (accepted, refused, state)
+        return accepted, refused, state
+
+    def causal_state(self, removal: Event, dropped: frozenset[bytes]) -> _State | None:
+        """The state a removal is judged against: its past, without what is dropped."""
+        past = self.model.ancestors(removal, self.events)
+        return self.replay([a for a in self.admitted if a.id in past], dropped)[2]
+
+    def drops(self, accepted: set[bytes]) -> set[bytes]:
+        admitted, events = self.admitted, self.events
+        removals = [r for r in admitted if r.id in accepted and is_removal(r)]
+        closings = [
+            x
+            for x in admitted
+            if x.id in accepted and x.type is T.EXTERNALS and x.content["allow"] is False
+        ]
+        drops: set[bytes] = set()
+        for e in admitted:
+            if is_removal(e):
+                continue
+            for r in removals:
+                if e.account == target_of(r) and self.model.concurrent(e, r, events):
+                    drops.add(e.id)
+            if self.model.external_join(e):
+                for x in closings:
+                    if self.model.concurrent(e, x, events):
+                        drops.add(e.id)
+        return drops
 
 
 def reference_resolve(
