@@ -42,9 +42,7 @@ def room_of(n: int) -> tuple[Cell, list[Event]]:
     """A room of ``n`` events after the first three, built in linear time."""
     cell = Cell(11)
     alice, bruno = cell.person("alice"), cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, EventType.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     head = view[-1]
     for i in range(n):
         author = alice if i % 2 else bruno

@@ -111,6 +111,41 @@ class Cell:
         view.append(event)
         return event
 
+    def public_room(self, creator: Author, *joining: Author) -> list[Event]:
+        """A public room made by ``creator`` that ``joining`` have joined: the view."""
+        view = [self.create(creator)]
+        self.emit(creator, view, T.JOIN_RULE, {"rule": "public"}, "")
+        for author in joining:
+            self.member(author, view, author, "join")
+        return view
+
+    def forge(
+        self,
+        author: Author,
+        kind: EventType,
+        content: dict,  # type: ignore[type-arg]
+        *,
+        seq: int,
+        prev_seq: bytes | None,
+        prev: list[bytes],
+        depth: int,
+        state_key: str | None = None,
+    ) -> Event:
+        """An event of this room with links chosen by the test (lies included)."""
+        return make_event(
+            author.device,
+            author.key,
+            kind,
+            content,
+            room=self.room,
+            seq=seq,
+            prev_seq=prev_seq,
+            prev=prev,
+            depth=depth,
+            ts=0,
+            state_key=state_key,
+        )
+
     def member(self, author: Author, view: list[Event], target: Author, membership: str) -> Event:
         return self.emit(author, view, T.MEMBER, {"membership": membership}, target.hex)
 

@@ -87,11 +87,16 @@ def verify_account_certificate(
     """
     certificate = read_account_certificate(data, trust)
     check_validity(certificate, now, clock_skew)
-    if revocations.account_revoked(
-        certificate.issuer.key_id, certificate.serial, certificate.email, certificate.issued_at
-    ):
+    if is_revoked(certificate, revocations):
         raise VerificationError(VerificationFailure.REVOKED, f"account {certificate.email}")
     return certificate
+
+
+def is_revoked(certificate: AccountCertificate, revocations: RevocationSet) -> bool:
+    """Whether ``revocations`` revoke this account certificate (by serial or address)."""
+    return revocations.account_revoked(
+        certificate.issuer.key_id, certificate.serial, certificate.email, certificate.issued_at
+    )
 
 
 # --- device certificates ---------------------------------------------------
@@ -277,6 +282,7 @@ __all__ = [
     "Kind",
     "VerifiedDevice",
     "check_validity",
+    "is_revoked",
     "issue_account_certificate",
     "issue_device_certificate",
     "issuer_name",

@@ -154,9 +154,7 @@ class DirectoryStore:
     def account(self, account: AccountKey) -> AccountCertificate | None:
         """The account's certificate if known and not revoked."""
         certificate = self._accounts.get(account)
-        if certificate is None or self.revocations().account_revoked(
-            certificate.issuer.key_id, certificate.serial, certificate.email, certificate.issued_at
-        ):
+        if certificate is None or identity.is_revoked(certificate, self.revocations()):
             return None
         return certificate
 

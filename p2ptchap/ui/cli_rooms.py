@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from p2ptchap.core.addresses import InvalidAddress, normalise_email
+from p2ptchap.core.directory import RoomSummary
 from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.core.keys import KEY_SIZE, AccountKey
 from p2ptchap.i18n import Translator
-from p2ptchap.rooms import Done, Role, Rooms, open_rooms
+from p2ptchap.rooms import Done, Role, RoomInfo, Rooms, open_rooms
 from p2ptchap.ui.context import Context, emit_json
+
+T = TypeVar("T")
 
 # Words shown through ctx.tr: roles, memberships, yes/no.
 ROOM_WORDS = (
@@ -111,40 +114,36 @@ def cmd_room_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_room_list(ctx: Context, args: argparse.Namespace) -> int:
-    infos = _rooms(ctx, write=False).list_rooms()
-    if args.json:
-        emit_json(
-            ctx,
-            [
-                {
-                    "room": i.room.hex(),
-                    "name": i.name,
-                    "topic": i.topic,
-                    "public": i.public,
-                    "direct": i.direct,
-                    "externals": i.allow_externals,
-                    "members": i.members,
-                    "membership": i.membership.value if i.membership else None,
-                    "role": i.role.value,
-                }
-                for i in infos
-            ],
-        )
-        return 0
-    if not infos:
-        ctx.say("No rooms yet: 'p2ptchap room create NAME' makes one.")
-    for i in infos:
+    def line(i: RoomInfo) -> dict[str, object]:
         kind = "direct" if i.direct else "public" if i.public else "private"
-        ctx.say(
-            "{room}  {name}  ({kind}, {members} member(s), {membership}, {role})",
-            room=i.room.hex()[:12],
-            name=i.name or "—",
-            kind=ctx.tr(kind),
-            members=i.members,
-            membership=ctx.tr(i.membership.value) if i.membership else "—",
-            role=ctx.tr(i.role.value),
-        )
-    return 0
+        return {
+            "room": i.room.hex()[:12],
+            "name": i.name or "—",
+            "kind": ctx.tr(kind),
+            "members": i.members,
+            "membership": ctx.tr(i.membership.value) if i.membership else "—",
+            "role": ctx.tr(i.role.value),
+        }
+
+    return _listing(
+        ctx,
+        args.json,
+        _rooms(ctx, write=False).list_rooms(),
+        lambda i: {
+            "room": i.room.hex(),
+            "name": i.name,
+            "topic": i.topic,
+            "public": i.public,
+            "direct": i.direct,
+            "externals": i.allow_externals,
+            "members": i.members,
+            "membership": i.membership.value if i.membership else None,
+            "role": i.role.value,
+        },
+        N_("No rooms yet: 'p2ptchap room create NAME' makes one."),
+        N_("{room}  {name}  ({kind}, {members} member(s), {membership}, {role})"),
+        line,
+    )
 
 
 def cmd_room_show(ctx: Context, args: argparse.Namespace) -> int:
@@ -282,56 +281,63 @@ def cmd_room_dm(ctx: Context, args: argparse.Namespace) -> int:
     return _done(ctx, done, N_("Direct conversation: {room}"), room=done.room.hex())
 
 
+def _listing(
+    ctx: Context,
+    as_json: bool,
+    items: Sequence[T],
+    to_json: Callable[[T], dict[str, Any]],
+    empty: str,
+    template: str,
+    to_line: Callable[[T], dict[str, object]],
+) -> int:
+    """A list as JSON for scripts, or one translated line per item (``empty`` if none)."""
+    if as_json:
+        emit_json(ctx, [to_json(item) for item in items])
+        return 0
+    if not items:
+        ctx.say(empty)
+    for item in items:
+        ctx.say(template, **to_line(item))
+    return 0
+
+
 def cmd_directory_search(ctx: Context, args: argparse.Namespace) -> int:
     found = _rooms(ctx, write=False).search_people(args.query)
-    if args.json:
-        emit_json(
-            ctx,
-            [
-                {
-                    "account": bytes(e.account).hex(),
-                    "name": e.name,
-                    "email": e.email,
-                    "external": e.is_external,
-                }
-                for e in found
-            ],
-        )
-        return 0
-    if not found:
-        ctx.say("Nobody found.")
-    for e in found:
-        ctx.say(
-            "{name} <{email}>{external}",
-            name=e.name,
-            email=e.email,
-            external=ctx.tr(" (external)") if e.is_external else "",
-        )
-    return 0
+    return _listing(
+        ctx,
+        args.json,
+        found,
+        lambda e: {
+            "account": bytes(e.account).hex(),
+            "name": e.name,
+            "email": e.email,
+            "external": e.is_external,
+        },
+        N_("Nobody found."),
+        N_("{name} <{email}>{external}"),
+        lambda e: {
+            "name": e.name,
+            "email": e.email,
+            "external": ctx.tr(" (external)") if e.is_external else "",
+        },
+    )
 
 
 def cmd_directory_rooms(ctx: Context, args: argparse.Namespace) -> int:
     found = _rooms(ctx, write=False).public_rooms(args.query or "")
-    if args.json:
-        emit_json(
-            ctx,
-            [
-                {"room": s.room.hex(), "name": s.name, "topic": s.topic, "members": s.members}
-                for s in found
-            ],
-        )
-        return 0
-    if not found:
-        ctx.say("No public room found.")
-    for s in found:
-        ctx.say(
-            "{room}  {name} — {topic} ({members} member(s))",
-            room=s.room.hex()[:12],
-            name=s.name,
-            topic=s.topic,
-            members=s.members,
-        )
-    return 0
+    return _listing(
+        ctx,
+        args.json,
+        found,
+        _summary,
+        N_("No public room found."),
+        N_("{room}  {name} — {topic} ({members} member(s))"),
+        lambda s: {**_summary(s), "room": s.room.hex()[:12]},
+    )
+
+
+def _summary(s: RoomSummary) -> dict[str, Any]:
+    return {"room": s.room.hex(), "name": s.name, "topic": s.topic, "members": s.members}
 
 
 def add_commands(commands: Any, command: Callable[..., Any], tr: Translator) -> None:

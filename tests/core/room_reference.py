@@ -114,46 +114,6 @@ class Outcome:
     state: RoomState | None
 
 
-@dataclasses.dataclass
-class _State:
-    """The running state, plain and copyable."""
-
-    room: bytes
-    creator: AccountKey
-    direct: bool
-    name: str = ""
-    topic: str = ""
-    join_rule: str = "private"
-    allow_externals: bool = False
-    history: str = "joined"
-    power: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_POWER))
-    levels: dict[AccountKey, int] = dataclasses.field(default_factory=dict)
-    membership: dict[AccountKey, Membership] = dataclasses.field(default_factory=dict)
-    email_invites: set[str] = dataclasses.field(default_factory=set)
-
-    def level(self, account: AccountKey) -> int:
-        return self.levels.get(account, 0)
-
-    def joined(self, account: AccountKey) -> bool:
-        return self.membership.get(account) is Membership.JOIN
-
-    def public(self) -> RoomState:
-        return RoomState(
-            room=self.room,
-            creator=self.creator,
-            direct=self.direct,
-            name=self.name,
-            topic=self.topic,
-            join_rule=self.join_rule,
-            allow_externals=self.allow_externals,
-            history=self.history,
-            power=dict(self.power),
-            levels=dict(self.levels),
-            membership=dict(self.membership),
-            email_invites=set(self.email_invites),
-        )
-
-
 def parents(event: Event) -> set[bytes]:
     return set(event.prev) | ({event.prev_seq} if event.prev_seq is not None else set())
 
@@ -243,7 +203,7 @@ class Reference:
     # --- rules --------------------------------------------------------------------------
 
     def authorize(
-        self, e: Event, s: _State, accepted: dict[bytes, Event] | None
+        self, e: Event, s: RoomState, accepted: dict[bytes, Event] | None
     ) -> Rejection | None:
         sender = e.account
         person = self.directory(e.account, e.device)
@@ -252,7 +212,7 @@ class Reference:
         exempt = change is Membership.JOIN or (
             change is Membership.LEAVE and target_of(e) == sender
         )
-        if not exempt and not s.joined(sender):
+        if not exempt and not s.is_member(sender):
             return Rejection.NOT_A_MEMBER
         level = s.level(sender)
 
@@ -307,7 +267,7 @@ class Reference:
             return Rejection.INSUFFICIENT_POWER
         return None
 
-    def _authorize_member(self, e: Event, s: _State, person: Person) -> Rejection | None:
+    def _authorize_member(self, e: Event, s: RoomState, person: Person) -> Rejection | None:
         sender, target, change = e.account, target_of(e), membership_of(e)
         level = s.level(sender)
         current = s.membership.get(target)
@@ -360,14 +320,22 @@ class Reference:
             return Rejection.INSUFFICIENT_POWER
         return None
 
-    def apply(self, e: Event, s: _State | None) -> _State:
+    def apply(self, e: Event, s: RoomState | None) -> RoomState:
         if e.type is T.CREATE:
-            return _State(
+            # Every field given: the defaults are the spec's, not room.py's.
+            return RoomState(
                 room=self.room,
                 creator=e.account,
                 direct=bool(e.content["direct"]),
+                name="",
+                topic="",
+                join_rule="private",
+                allow_externals=False,
+                history="joined",
+                power=dict(DEFAULT_POWER),
                 levels={e.account: ADMIN},
                 membership={e.account: Membership.JOIN},
+                email_invites=set(),
             )
         assert s is not None
         s = dataclasses.replace(
@@ -411,7 +379,7 @@ class _Run:
         self.order = sorted(events.values(), key=lambda e: (e.depth, e.id))
         self._replays: dict[
             tuple[frozenset[bytes], frozenset[bytes]],
-            tuple[dict[bytes, Event], dict[bytes, str], _State | None],
+            tuple[dict[bytes, Event], dict[bytes, str], RoomState | None],
         ] = {}
 
     def outcome(self) -> Outcome:
@@ -456,18 +424,18 @@ class _Run:
             accepted=[e.id for e in admitted if e.id in accepted],
             rejected=rejected,
             pending=pending,
-            state=state.public() if state is not None else None,
+            state=state,
         )
 
     def replay(
         self, admitted: list[Event], dropped: frozenset[bytes]
-    ) -> tuple[dict[bytes, Event], dict[bytes, str], _State | None]:
+    ) -> tuple[dict[bytes, Event], dict[bytes, str], RoomState | None]:
         """Replay ``admitted`` (in order) from nothing, leaving ``dropped`` out."""
         key = (frozenset(e.id for e in admitted), dropped)
         if key in self._replays:
             return self._replays[key]
         model = self.model
-        state: _State | None = None
+        state: RoomState | None = None
         accepted: dict[bytes, Event] = {}
         refused: dict[bytes, str] = {}
         for e in admitted:
@@ -490,7 +458,7 @@ class _Run:
         self._replays[key] = (accepted, refused, state)
         return accepted, refused, state
 
-    def causal_state(self, removal: Event, dropped: frozenset[bytes]) -> _State | None:
+    def causal_state(self, removal: Event, dropped: frozenset[bytes]) -> RoomState | None:
         """The state a removal is judged against: its past, without what is dropped."""
         past = self.model.ancestors(removal, self.events)
         return self.replay([a for a in self.admitted if a.id in past], dropped)[2]

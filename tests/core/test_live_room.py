@@ -8,12 +8,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2ptchap.core.events import Event, EventType, make_event
+from p2ptchap.core.events import Event, EventType
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import resolve
 from tests.room_cell import Cell, scenario
 
 T = EventType
+
+
+def live_room(cell: Cell, events: list[Event]) -> LiveRoom:
+    """A LiveRoom fed ``events`` one by one."""
+    live = LiveRoom(cell.room, cell.directory, cell.people)
+    for event in events:
+        live.add(event)
+    return live
 
 
 def same(live: LiveRoom, events: list[Event], cell: Cell) -> None:
@@ -44,14 +52,10 @@ def test_live_room_matches_resolve_after_every_event(
 def test_the_common_case_takes_the_fast_path() -> None:
     cell = Cell(5)
     alice, bruno = cell.person("alice"), cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     for i in range(200):
         cell.emit(alice if i % 2 else bruno, view, T.MESSAGE, {"body": b"m"})
-    live = LiveRoom(cell.room, cell.directory, cell.people)
-    for event in view:
-        live.add(event)
+    live = live_room(cell, view)
     assert live.full <= 1  # only the create event resolves from scratch
     assert live.fast >= len(view) - 1
     same(live, view, cell)
@@ -60,13 +64,9 @@ def test_the_common_case_takes_the_fast_path() -> None:
 def test_a_removal_by_someone_who_saw_everything_takes_the_fast_path() -> None:
     cell = Cell(6)
     alice, bruno = cell.person("alice"), cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     cell.emit(bruno, view, T.MESSAGE, {"body": b"m"})
-    live = LiveRoom(cell.room, cell.directory, cell.people)
-    for event in view:
-        live.add(event)
+    live = live_room(cell, view)
     full = live.full
     kick = cell.member(alice, view, bruno, "ban")
     live.add(kick)
@@ -82,15 +82,11 @@ def test_a_removal_by_someone_who_saw_everything_takes_the_fast_path() -> None:
 def test_a_concurrent_removal_resolves_the_room_again() -> None:
     cell = Cell(7)
     alice, bruno = cell.person("alice"), cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     alice_view = list(view)
     message = cell.emit(bruno, view, T.MESSAGE, {"body": b"m"})
     kick = cell.member(alice, alice_view, bruno, "leave")  # has not seen the message
-    live = LiveRoom(cell.room, cell.directory, cell.people)
-    for event in view:
-        live.add(event)
+    live = live_room(cell, view)
     full = live.full
     live.add(kick)
     assert live.full == full + 1
@@ -117,9 +113,7 @@ def test_restore_gives_the_same_room_as_a_resolution() -> None:
 def test_a_batch_costs_at_most_one_full_resolution() -> None:
     cell = Cell(8)
     alice, bruno = cell.person("alice"), cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     live = LiveRoom(cell.room, cell.directory, cell.people)
     live.add_all(view)
     stale = list(view)
@@ -140,17 +134,14 @@ def test_a_child_claiming_a_small_depth_waits_with_its_parent() -> None:
     view = [cell.create(alice)]
     missing = cell.emit(alice, view, T.NAME, {"name": "a"}, "")
     waiting = cell.emit(alice, view, T.NAME, {"name": "b"}, "")
-    liar = make_event(
-        alice.device,
-        alice.key,
+    liar = cell.forge(
+        alice,
         T.TOPIC,
         {"topic": "t"},
-        room=cell.room,
         seq=alice.seq + 1,
         prev_seq=waiting.id,
         prev=[waiting.id],
         depth=1,  # claims to be shallower than its parent
-        ts=0,
         state_key="",
     )
     events = [view[0], waiting, liar]  # `missing` never arrives

@@ -70,9 +70,7 @@ def test_invitation_and_joining(cell: Cell) -> None:
 def test_public_rooms_admit_agents_not_externals(cell: Cell) -> None:
     alice, bruno = cell.person("alice"), cell.person("bruno")
     eve = cell.person("eve", Kind.EXTERNAL)
-    view = [cell.create(alice)]
-    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     external = cell.member(eve, view, eve, "join")
     invite_external = cell.member(alice, view, eve, "invite")
     result = cell.resolve(view)
@@ -117,9 +115,7 @@ def test_power_rules(cell: Cell) -> None:
 
 def test_bans_unbans_and_rejoining(cell: Cell) -> None:
     alice, bruno = cell.person("alice"), cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     cell.member(alice, view, bruno, "ban")
     rejoin = cell.member(bruno, view, bruno, "join")
     message = cell.emit(bruno, view, T.MESSAGE, {"body": b"still here?"})
@@ -271,17 +267,14 @@ def test_admission_rejections(cell: Cell) -> None:
     alice.last = view[0].id
     fork = cell.emit(alice, view, T.NAME, {"name": "b"}, "")
     # A lying depth.
-    liar = make_event(
-        bruno.device,
-        bruno.key,
+    liar = cell.forge(
+        bruno,
         T.TOPIC,
         {"topic": "t"},
-        room=cell.room,
         seq=1,
         prev_seq=None,
         prev=[view[0].id],
         depth=7,
-        ts=0,
         state_key="",
     )
     # An unknown device for a known account.
@@ -298,17 +291,14 @@ def test_admission_rejections(cell: Cell) -> None:
         depth=2,
         ts=0,
     )
-    orphan = make_event(
-        alice.device,
-        alice.key,
+    orphan = cell.forge(
+        alice,
         T.TOPIC,
         {"topic": "t"},
-        room=cell.room,
         seq=9,
         prev_seq=b"\x01" * 32,
         prev=[b"\x02" * 32],
         depth=3,
-        ts=0,
         state_key="",
     )
     result = cell.resolve([*view, liar, unknown, orphan])

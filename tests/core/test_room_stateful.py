@@ -512,9 +512,7 @@ def a_banned_person_leaving() -> Case:
     ``not-a-member`` ("a banned account stays banned")."""
     cell = Cell(17)
     alice, bruno = cell.person("alice"), cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, T.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(alice, bruno)
     cell.member(alice, view, bruno, "ban")
     leave = cell.member(bruno, view, bruno, "leave")
     return cell, view, [(leave, Rejection.NOT_A_MEMBER)]

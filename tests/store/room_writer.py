@@ -20,11 +20,7 @@ from tests.room_cell import Cell
 
 def cell_for(seed: int) -> tuple[Cell, list]:  # type: ignore[type-arg]
     cell = Cell(seed)
-    alice = cell.person("alice")
-    bruno = cell.person("bruno")
-    view = [cell.create(alice)]
-    cell.emit(alice, view, EventType.JOIN_RULE, {"rule": "public"}, "")
-    cell.member(bruno, view, bruno, "join")
+    view = cell.public_room(cell.person("alice"), cell.person("bruno"))
     return cell, view
 
 

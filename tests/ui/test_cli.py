@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from p2ptchap.i18n import Translator
 from p2ptchap.ui.cli import build_parser, main
+from tests.ui.process import run_p2ptchap
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -19,20 +18,7 @@ PASSPHRASE = "correct horse battery staple"
 def run(
     tmp: Path, *args: str, passphrase: str | None = PASSPHRASE, lang: str = "en"
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("P2PTCHAP_", "LC_", "LANG"))}
-    env["P2PTCHAP_LANG"] = lang
-    if passphrase is not None:
-        env["P2PTCHAP_PASSPHRASE"] = passphrase
-    return subprocess.run(
-        [sys.executable, "-m", "p2ptchap", *args],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    return run_p2ptchap(tmp, *args, passphrase=passphrase, lang=lang)
 
 
 def assert_one_sentence_error(done: subprocess.CompletedProcess[str], code: int) -> str:

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.net.cell import PASSPHRASE, make_cell
+from tests.ui.process import run_p2ptchap
 
 
 def run(
     root: Path, home: str, *args: str, lang: str = "en", passphrase: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("P2PTCHAP_", "LC_", "LANG"))}
-    env["P2PTCHAP_LANG"] = lang
-    if passphrase:
-        env["P2PTCHAP_PASSPHRASE"] = PASSPHRASE
-    return subprocess.run(
-        [sys.executable, "-m", "p2ptchap", "--home", str(root / home), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    secret = PASSPHRASE if passphrase else None
+    return run_p2ptchap(root, "--home", home, *args, passphrase=secret, lang=lang)
 
 
 def one_sentence(done: subprocess.CompletedProcess[str], code: int = 1) -> str:

@@ -1,0 +1,32 @@
+"""Running the ``p2ptchap`` command as a real process, as scripts and people do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_p2ptchap(
+    cwd: Path, *args: str, passphrase: str | None, lang: str = "en"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m p2ptchap ARGS`` in ``cwd`` with a clean environment.
+
+    No inherited ``P2PTCHAP_*`` or locale variables; ``lang`` chosen; the
+    passphrase in ``$P2PTCHAP_PASSPHRASE`` unless ``None``; no terminal.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("P2PTCHAP_", "LC_", "LANG"))}
+    env["P2PTCHAP_LANG"] = lang
+    if passphrase is not None:
+        env["P2PTCHAP_PASSPHRASE"] = passphrase
+    return subprocess.run(
+        [sys.executable, "-m", "p2ptchap", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
