@@ -38,7 +38,7 @@ checks and "an external's join" are pinned by small cases in
    A user's level changes if it differs (absent = 0) between the running
    state and the new ``users`` map; such a change needs the new level ≤ the
    sender's, and the old one < the sender's unless the user is the sender.
-   A changed action level needs the new value ≤ the sender's level.  A
+   A changed action level needs the old and the new value ≤ the sender's level.  A
    ``power`` event replaces ``levels`` by its ``users`` map as is.
 6. ``email_invite`` (silent): an invitation, so it needs the ``invite`` level
    (and a joined sender), nothing more.  Neither it nor a join is limited by
@@ -239,7 +239,9 @@ class Reference:
                     return Rejection.INSUFFICIENT_POWER
             for action in ACTIONS:
                 new = e.content[action]
-                if new != s.power[action] and new > level:
+                # Matrix's rule too: an action's level above one's own is
+                # out of reach, to raise or to lower.
+                if new != s.power[action] and (new > level or s.power[action] > level):
                     return Rejection.INSUFFICIENT_POWER
             return None
 
