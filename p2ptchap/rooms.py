@@ -42,19 +42,32 @@ from p2ptchap.core.events import (
     make_event,
 )
 from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
-from p2ptchap.core.keys import AccountKey, DeviceSecret, Rng
+from p2ptchap.core.keys import AccountKey, DeviceKey, DeviceSecret, Rng
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import DEFAULT_POWER, Rejection, RoomState
+from p2ptchap.core.sync import (
+    Receipt,
+    ReceiptKind,
+    make_receipt,
+    parse_receipt,
+    version_vector,
+)
 from p2ptchap.store.db import DB_NAME, Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.home import Home
-from p2ptchap.store.rooms import RoomStore
+from p2ptchap.store.receipts import ReceiptStore
+from p2ptchap.store.rooms import RoomStore, blob
 
 T = EventType
 
 #: Shown whenever a room becomes (or is created) public.
 PUBLIC_WARNING: Final = N_(
     "This room is now public: accessible to all agents, who can find it and join it."
+)
+
+#: Joining a public room this node does not hold yet.
+JOIN_REQUESTED: Final = N_(
+    "This node does not hold this room yet: it will join as soon as a peer brings it."
 )
 
 READ_ONLY: Final = N_("This needs the device key: give the passphrase to act in rooms.")
@@ -172,6 +185,20 @@ class MemberInfo:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """Which member devices have a message ("reçu par 7/9"), and which have read it.
+
+    ``expected`` is every valid device of the room's current members but
+    the sender's own; ``received`` and ``read`` are those among them whose
+    latest receipt covers the message.
+    """
+
+    expected: tuple[DeviceKey, ...]
+    received: tuple[DeviceKey, ...]
+    read: tuple[DeviceKey, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     id: bytes
     sender: AccountKey
@@ -191,9 +218,14 @@ class Rooms:
         me: Me,
         clock: Callable[[], float],
         rng: Rng = os.urandom,
+        *,
+        read_receipts: bool = False,
     ) -> None:
         self.db = db
         self.rng = rng
+        #: Whether this user lets others see what they have read.
+        self.read_receipts = read_receipts
+        self.receipts = ReceiptStore(db)
         self.directory = directory
         self.me = me
         self.clock = clock
@@ -301,6 +333,56 @@ class Rooms:
             if len(found) >= limit:
                 break
         return found[::-1]
+
+    def delivery(self, room: bytes, event_id: bytes) -> Delivery:
+        """Who has received and read event ``event_id`` of ``room``, by their receipts."""
+        live = self._live(room)
+        event = live.events.get(event_id)
+        state = live.resolution.state
+        if event is None or state is None:
+            raise RoomUnknown(event_id.hex())
+        expected = [
+            device.device_key
+            for account in state.members()
+            for device in self.directory.devices_of(account)
+            if device.device_key != event.device
+        ]
+        got: dict[ReceiptKind, set[DeviceKey]] = {kind: set() for kind in ReceiptKind}
+        for receipt in self.receipts.of_room(room):
+            if receipt.covers(bytes(event.device), event.seq):
+                got[receipt.kind].add(receipt.device)
+        ordered = sorted(expected, key=bytes)
+        return Delivery(
+            tuple(ordered),
+            tuple(d for d in ordered if d in got[ReceiptKind.RECEIVED]),
+            tuple(d for d in ordered if d in got[ReceiptKind.READ]),
+        )
+
+    def receipt(self, room: bytes, kind: ReceiptKind) -> Receipt | None:
+        """Sign and store our receipt of everything held in ``room``; ``None`` if unchanged."""
+        if self.me.secret is None or room not in self.store.rooms():
+            return None
+        vector = {d: seq for d, (seq, _) in version_vector(self.store.held(room)).items()}
+        known = self.receipts.get(room, bytes(self.me.device.device_key), kind)
+        if known is not None and known.vector == vector:
+            return None
+        ts = max(self._now_ms(), known.ts + 1 if known else 0)
+        raw = make_receipt(self.me.secret, self.me.account.account_key, kind, room, vector, ts)
+        receipt = parse_receipt(raw)
+        return receipt if self.receipts.add(receipt) else None
+
+    def mark_read(self, room: bytes) -> Receipt | None:
+        """The user has seen the room: a read receipt, if this user shares them."""
+        self._live(room)
+        return self.receipt(room, ReceiptKind.READ) if self.read_receipts else None
+
+    def wanted(self) -> list[bytes]:
+        """Rooms asked for (to join) that this node does not hold yet."""
+        return [blob(r[0]) for r in self.db.query("SELECT room FROM wanted_rooms ORDER BY since")]
+
+    def unwant(self, room: bytes) -> None:
+        with self.db.transaction() as cursor:
+            cursor.execute("DELETE FROM wanted_rooms WHERE room = ?", (room,))
 
     def search_people(self, query: str, limit: int = 50) -> list[Entry]:
         """The people directory; agents only (Tchap's rule)."""
@@ -512,6 +594,22 @@ class Rooms:
         return known[0].account_key if known else None
 
     def join(self, room: bytes) -> Done:
+        """Join a room we hold; a public room known only by its summary is asked for.
+
+        In that case nothing is signed yet: the node fetches the room from
+        the first peer that has it and joins then (``Done.warnings`` says so).
+        """
+        if room not in self.store.rooms():
+            summary = self.directory.summary(room)
+            if summary is None or not summary.public or not may_search(self.me.account.kind):
+                raise RoomUnknown(room.hex())
+            self._secret  # noqa: B018 - a read-only opening cannot join later either
+            with self.db.transaction() as cursor:
+                cursor.execute(
+                    "INSERT OR IGNORE INTO wanted_rooms (room, since) VALUES (?, ?)",
+                    (room, self._now_ms()),
+                )
+            return Done(room, (), (JOIN_REQUESTED,))
         return self._member(room, self.me.account.account_key, Membership.JOIN)
 
     def leave(self, room: bytes) -> Done:
@@ -588,6 +686,8 @@ def open_rooms(
     passphrase: str | None,
     clock: Callable[[], float],
     rng: Rng = os.urandom,
+    *,
+    read_receipts: bool = False,
 ) -> Rooms:
     """The rooms of the node in ``home``; read-only without ``passphrase``."""
     now = int(clock())
@@ -601,4 +701,5 @@ def open_rooms(
         secret = secrets.signing
     db = Database(home.root / DB_NAME)
     directory = DirectoryStore(db, trust, lambda: revocations, lambda: int(clock()))
-    return Rooms(db, directory, Me(account, device, secret), clock, rng)
+    me = Me(account, device, secret)
+    return Rooms(db, directory, me, clock, rng, read_receipts=read_receipts)

@@ -120,6 +120,10 @@ class LiveRoom:
         heads = sorted((self._admitted[i] for i in self._heads), key=lambda e: (e.depth, e.id))
         return heads[-limit:]
 
+    def clock(self, event_id: bytes) -> Clock | None:
+        """The vector clock of an admitted event: per device, the highest ``seq`` in its past."""
+        return self._clocks.get(event_id)
+
     def last_of(self, device: DeviceKey) -> Event | None:
         """The device's latest admitted event here (a new one chains to it)."""
         top = self._top.get(bytes(device))

@@ -97,6 +97,31 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE rooms ADD COLUMN basis BLOB;
     """,
+    # 5: replication.  ``arrivals`` journals every event stored, in order,
+    # whichever process stored it, so the node pushes what the CLI wrote;
+    # ``receipts`` keeps each device's latest signed receipt per room;
+    # ``wanted_rooms`` the rooms asked for (by their public summary) that
+    # no peer has brought yet.
+    """
+    CREATE TABLE arrivals (
+        n        INTEGER PRIMARY KEY AUTOINCREMENT,
+        room     BLOB NOT NULL,
+        id       BLOB NOT NULL
+    );
+    CREATE TABLE receipts (
+        room     BLOB NOT NULL,
+        device   BLOB NOT NULL,
+        kind     TEXT NOT NULL CHECK (kind IN ('received', 'read')),
+        account  BLOB NOT NULL,
+        ts       INTEGER NOT NULL,
+        raw      BLOB NOT NULL,
+        PRIMARY KEY (room, device, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE wanted_rooms (
+        room     BLOB PRIMARY KEY,
+        since    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 

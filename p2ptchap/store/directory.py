@@ -187,6 +187,26 @@ class DirectoryStore:
     def __len__(self) -> int:
         return len(self._accounts)
 
+    def certificates(self) -> tuple[list[AccountCertificate], list[DeviceCertificate]]:
+        """Every account and device certificate held (revoked ones too: the
+        revocation travels with them, and a node must not fetch them again)."""
+        return list(self._accounts.values()), list(self._devices.values())
+
+    def devices_of(self, account: AccountKey) -> list[DeviceCertificate]:
+        """The account's devices that are not revoked (none if the account is)."""
+        if self.account(account) is None:
+            return []
+        revocations = self.revocations()
+        return [
+            d
+            for d in self._devices.values()
+            if d.account_key == account and not revocations.device_revoked(account, d.device_key)
+        ]
+
+    def count_devices(self, account: AccountKey) -> int:
+        """How many device certificates of ``account`` are held, revoked or not."""
+        return sum(1 for d in self._devices.values() if d.account_key == account)
+
     def basis(self) -> bytes:
         """A digest of what room resolution reads here: certificates and revocations.
 
@@ -247,6 +267,10 @@ class DirectoryStore:
         """The newest summary stored for ``room`` (public or withdrawn)."""
         rows = self.db.query("SELECT summary FROM public_rooms WHERE room = ?", (room,))
         return parse_summary(_bytes(rows[0][0])) if rows else None
+
+    def summaries(self) -> list[bytes]:
+        """Every stored summary (the newest per room, withdrawals included)."""
+        return [_bytes(row[0]) for row in self.db.query("SELECT summary FROM public_rooms")]
 
     def public_rooms(self, query: str = "") -> list[RoomSummary]:
         """Public rooms whose name or topic match ``query`` (all if empty), by name."""

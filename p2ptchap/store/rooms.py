@@ -43,6 +43,7 @@ from p2ptchap.core.room import (
     encode_state,
     resolve,
 )
+from p2ptchap.core.sync import Held
 from p2ptchap.store.db import Database
 
 
@@ -73,6 +74,7 @@ class RoomStore:
         self._basis = b""
         self._live: dict[bytes, LiveRoom] = {}
         self._data_version: object = None
+        self._held: dict[bytes, tuple[LiveRoom, int, Held]] = {}
 
     def live(self, room: bytes) -> LiveRoom:
         """The room's live state, loaded from disk the first time.
@@ -105,7 +107,7 @@ class RoomStore:
             and snapshot[0][2] == self._basis
         ):
             try:
-                live.restore(events, status, decode_state(_blob(snapshot[0][0])))
+                live.restore(events, status, decode_state(blob(snapshot[0][0])))
             except (DecodeError, ValueError):
                 pass
             else:
@@ -149,11 +151,51 @@ class RoomStore:
         if not rows:
             return None
         seq, identifier, depth = rows[0]
-        return int(str(seq)), _blob(identifier), int(str(depth))
+        return int(str(seq)), blob(identifier), int(str(depth))
+
+    def held(self, room: bytes) -> Held:
+        """Per device, the ``seq`` → id of every stored event (any status) of ``room``.
+
+        With a forking device (two events at one ``seq``) the smaller id is
+        listed; the other is still known by id.  Kept until the room changes.
+        """
+        live = self.live(room)
+        cached = self._held.get(room)
+        if cached is not None and cached[0] is live and cached[1] == len(live.events):
+            return cached[2]
+        held: Held = {}
+        for event in live.events.values():
+            seqs = held.setdefault(bytes(event.device), {})
+            other = seqs.get(event.seq)
+            if other is None or event.id < other:
+                seqs[event.seq] = event.id
+        self._held[room] = (live, len(live.events), held)
+        return held
+
+    def raws(self, room: bytes, ids: Iterable[bytes]) -> list[Event]:
+        """The stored events of ``room`` among ``ids`` (unknown ids are skipped)."""
+        events = self.live(room).events
+        return [events[i] for i in ids if i in events]
+
+    def arrivals(self, after: int, limit: int = 4096) -> list[tuple[int, bytes, bytes]]:
+        """Events stored after journal position ``after``: ``(n, room, id)``, oldest first."""
+        rows = self.db.query(
+            "SELECT n, room, id FROM arrivals WHERE n > ? ORDER BY n LIMIT ?", (after, limit)
+        )
+        return [(int(str(n)), blob(room), blob(i)) for n, room, i in rows]
+
+    def last_arrival(self) -> int:
+        rows = self.db.query("SELECT max(n) FROM arrivals")
+        return int(str(rows[0][0])) if rows and rows[0][0] is not None else 0
+
+    def prune_arrivals(self, keep: int = 100_000) -> None:
+        """Forget all but the latest ``keep`` journal entries (the events stay)."""
+        with self.db.transaction() as cursor:
+            cursor.execute("DELETE FROM arrivals WHERE n <= ?", (self.last_arrival() - keep,))
 
     def rooms(self) -> list[bytes]:
         """Every room with stored events."""
-        return [_blob(row[0]) for row in self.db.query("SELECT room FROM rooms ORDER BY room")]
+        return [blob(row[0]) for row in self.db.query("SELECT room FROM rooms ORDER BY room")]
 
     def add(self, room: bytes, raws: Iterable[bytes]) -> tuple[Added, Resolution]:
         """Store new events of ``room`` and resolve it again, in one transaction.
@@ -201,6 +243,9 @@ class RoomStore:
                 " prev_seq, prev, state_key, ts, content_at, content_len)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_row(room, e) for e in new],
+            )
+            cursor.executemany(
+                "INSERT INTO arrivals (room, id) VALUES (?, ?)", [(room, e.id) for e in new]
             )
             cursor.executemany(
                 "UPDATE events SET status = ?, reason = ? WHERE id = ?",
@@ -266,7 +311,7 @@ class RoomStore:
 
     def statuses(self, room: bytes) -> dict[bytes, tuple[str, str | None]]:
         rows = self.db.query("SELECT id, status, reason FROM events WHERE room = ?", (room,))
-        return {_blob(i): (str(s), None if r is None else str(r)) for i, s, r in rows}
+        return {blob(i): (str(s), None if r is None else str(r)) for i, s, r in rows}
 
 
 @contextlib.contextmanager
@@ -317,7 +362,7 @@ def _rebuild(room: bytes, row: tuple[Any, ...], keys: dict[bytes, Any]) -> Event
     identifier, kind, depth, account, device, seq, prev_seq, prev = row[:8]
     state_key, ts, at, length, raw = row[8:13]
     if at is None or length is None:
-        return reload_event(_blob(raw))  # a row stored before schema 2
+        return reload_event(blob(raw))  # a row stored before schema 2
     if not (
         type(identifier) is type(account) is type(device) is type(prev) is type(raw) is bytes
         and type(seq) is type(depth) is type(ts) is type(at) is type(length) is int
@@ -351,7 +396,7 @@ def _rebuild(room: bytes, row: tuple[Any, ...], keys: dict[bytes, Any]) -> Event
     )
 
 
-def _blob(value: object) -> bytes:
+def blob(value: object) -> bytes:
     if not isinstance(value, bytes):
         raise TypeError("expected a BLOB column")
     return value

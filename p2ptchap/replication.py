@@ -1,0 +1,909 @@
+"""Replication: rooms, receipts and trust data, kept up to date with every peer.
+
+:class:`Replicator` is the trio shell around :mod:`p2ptchap.core.sync`.  It
+does not know how peers are reached: whoever owns the connections (the
+:class:`~p2ptchap.net.peers.PeerManager` of a node, or the in-memory network
+of :mod:`p2ptchap.testing.memnet`) calls :meth:`Replicator.connected`,
+:meth:`Replicator.disconnected` and :meth:`Replicator.received`, and gives it
+a :class:`PeerLink` to send on.  Messages from one peer are handed over one
+at a time.
+
+What it does, per connected peer:
+
+* **Rooms.**  For every room the peer may receive (decided by our own
+  state of the room: :func:`p2ptchap.core.sync.access`), it sends our
+  version vector whenever it differs from the peer's; on a peer's vector it
+  asks (``want``) for what it lacks, a bounded batch at a time, and asks
+  again when the batch is stored — that is the flow control.  Events still
+  waiting for a parent are backfilled by id.  A peer that asks for a room
+  it may not receive gets ``refused``, never data.
+* **Live push.**  Every event stored — received, or written by this
+  process or another one on the same database (the CLI next to the node) —
+  is read back from the database's arrival journal and pushed at once to
+  connected peers who may receive it and do not have it yet.  So a member
+  relays a room's events to the other members: store and forward.
+* **Receipts.**  After storing others' events of a room, it signs a
+  ``received`` receipt (a version vector: one receipt covers every event up
+  to it), stores it and spreads it to the room's members, who relay it.
+* **Trust data.**  Certificates, revocations and public-room summaries
+  are reconciled with every peer by digest, then ids, then the items
+  missing.  A new revocation is announced to every peer at once and the
+  owner's ``on_revocation`` hook drops connections it invalidates.
+
+Anything a peer sends may be hostile.  A malformed message raises
+:class:`~p2ptchap.core.errors.DecodeError` (the owner closes that
+connection); invalid events, certificates and receipts inside a
+well-formed message are dropped and counted by reason in :attr:`counters`,
+which the node's status shows for a network-health view.  Unsolicited
+events are rate-limited per peer; rooms offered by a peer that we did not
+know are limited per peer too.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import trio
+
+from p2ptchap.core import codec, sync
+from p2ptchap.core.authority import TrustStore
+from p2ptchap.core.errors import N_, DecodeError, P2PTchapError, RemoteError, StorageError
+from p2ptchap.core.events import Event, EventType
+from p2ptchap.core.identity import Kind, VerifiedDevice, parse_device_certificate
+from p2ptchap.core.revocation import RevocationSet
+from p2ptchap.core.sync import Access, ReceiptKind, TrustKind
+from p2ptchap.rooms import Rooms
+
+log = logging.getLogger("p2ptchap.sync")
+
+#: Events whose arrival may change who receives a room.
+_ACCESS_TYPES = frozenset(
+    {EventType.MEMBER, EventType.EMAIL_INVITE, EventType.JOIN_RULE, EventType.EXTERNALS}
+)
+#: An account may have at most this many device certificates in our directory.
+MAX_DEVICES_PER_ACCOUNT = 64
+
+
+class TooManyDevices(RemoteError):
+    """An account with more device certificates than anyone owns: the rest are refused."""
+
+    default_message = N_("A device certificate was refused: its account has too many devices.")
+
+
+class PeerLink(Protocol):
+    """One authenticated peer, as the owner of the connection presents it."""
+
+    @property
+    def verified(self) -> VerifiedDevice: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+
+class TrustBook(Protocol):
+    """Where the revocation set lives (a file for a node, memory in tests)."""
+
+    def revocations(self) -> RevocationSet: ...
+
+    def add_revocations(self, records: list[bytes]) -> int:
+        """Merge the records that verify; return how many were new."""
+        ...
+
+
+class RevocationBook:
+    """A :class:`TrustBook` in memory (a node keeps its own in its home folder)."""
+
+    def __init__(self, trust: TrustStore, records: Iterable[bytes] = ()) -> None:
+        self.trust = trust
+        self._set = RevocationSet()
+        self._set.add_all(records, trust)
+
+    def revocations(self) -> RevocationSet:
+        return self._set
+
+    def add_revocations(self, records: list[bytes]) -> int:
+        added = 0
+        for record in records:
+            with contextlib.suppress(RemoteError):
+                added += self._set.add(record, self.trust)
+        return added
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """Tunables; the defaults suit a LAN."""
+
+    #: Seconds between anti-entropy rounds (vectors and trust digests sent
+    #: again where a peer still differs: this repairs anything lost).
+    interval: float = 5.0
+    #: How long before an unanswered ``want`` is given up and asked again.
+    want_timeout: float = 15.0
+    #: Seconds the receipt of a room waits for more events, to batch them.
+    receipt_delay: float = 0.5
+    #: Unsolicited events accepted from one peer: per second, and burst.
+    push_rate: float = 2000.0
+    push_burst: float = 20000.0
+    #: Rooms we did not know that one peer may make us fetch, per connection.
+    max_unknown_rooms: int = 64
+    #: Bytes queued for one peer before further messages are dropped (the
+    #: anti-entropy rounds send again whatever matters).
+    max_queued: int = 16 << 20
+    #: How often the arrival journal is read when nothing wakes us (events
+    #: written by another process are seen within this delay).
+    poll: float = 0.25
+
+
+@dataclasses.dataclass
+class _Peer:
+    link: PeerLink
+    key: bytes
+    send: trio.MemorySendChannel[bytes]
+    receive: trio.MemoryReceiveChannel[bytes]
+    tokens: float
+    refilled: float
+    queued: int = 0
+    #: room → the last vector the peer sent us
+    theirs: dict[bytes, sync.Vector] = dataclasses.field(default_factory=dict)
+    #: room → fingerprint of the last vector we sent it
+    sent: dict[bytes, object] = dataclasses.field(default_factory=dict)
+    #: room → (trio time, what we asked) of the ``want`` in flight
+    asking: dict[bytes, tuple[float, sync.Want]] = dataclasses.field(default_factory=dict)
+    #: room → what we asked for and it did not have (not asked again until its vector changes)
+    skip: dict[bytes, tuple[set[tuple[bytes, int]], set[bytes]]] = dataclasses.field(
+        default_factory=dict
+    )
+    unknown_rooms: set[bytes] = dataclasses.field(default_factory=set)
+    #: room → our receipts digest when we last sent it all our receipts
+    receipts_sent: dict[bytes, bytes] = dataclasses.field(default_factory=dict)
+    trust_sum_sent: bytes | None = None
+    trust_ids_sent_for: tuple[bytes, bytes] | None = None
+    trust_theirs: bytes | None = None
+
+    @property
+    def verified(self) -> VerifiedDevice:
+        return self.link.verified
+
+
+def _fingerprint(vector: sync.Vector) -> object:
+    return (tuple(sorted(vector.vector.items())), tuple(sorted(vector.heads)), vector.receipts)
+
+
+class Replicator:
+    """Replication for the node whose rooms are ``rooms`` (see the module documentation)."""
+
+    def __init__(
+        self,
+        rooms: Rooms,
+        trust: TrustBook,
+        *,
+        settings: SyncSettings = SyncSettings(),
+        on_revocation: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.rooms = rooms
+        self.store = rooms.store
+        self.directory = rooms.directory
+        self.trust = trust
+        self.settings = settings
+        self.on_revocation = on_revocation
+        self.receipts = rooms.receipts
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._peers: dict[bytes, _Peer] = {}
+        self._nursery: trio.Nursery | None = None
+        self._wake = trio.Event()
+        self._journal = self.store.last_arrival()
+        #: event id → device key of the peer it came from (not pushed back there)
+        self._origin: dict[bytes, bytes] = {}
+        self._receipt_due: dict[bytes, float] = {}
+        self._trust_cache: dict[bytes, tuple[TrustKind, bytes]] | None = None
+        self._vectors: dict[bytes, tuple[object, int, sync.Vector]] = {}
+
+    # --- owner's interface ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the background work (push, receipts, anti-entropy) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._outbox)
+            nursery.start_soon(self._rounds)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    def connected(self, link: PeerLink) -> None:
+        """A peer is up (its owner verified its certificates): start talking to it."""
+        try:
+            if self.directory.remember(link.verified):
+                self._trust_cache = None
+        except StorageError as exc:
+            log.warning(N_("could not record a peer in the directory: %s"), exc.detail)
+        key = bytes(link.verified.device.device_key)
+        old = self._peers.pop(key, None)
+        if old is not None:
+            old.send.close()
+        send, receive = trio.open_memory_channel[bytes](math.inf)
+        peer = _Peer(
+            link,
+            key,
+            send,
+            receive,
+            tokens=self.settings.push_burst,
+            refilled=trio.current_time(),
+        )
+        self._peers[key] = peer
+        if self._nursery is not None:
+            self._nursery.start_soon(self._sender, peer)
+        self._greet(peer)
+
+    def disconnected(self, link: PeerLink) -> None:
+        key = bytes(link.verified.device.device_key)
+        peer = self._peers.get(key)
+        if peer is not None and peer.link is link:
+            del self._peers[key]
+            peer.send.close()
+
+    def nudge(self) -> None:
+        """Something was stored: push it now rather than at the next poll."""
+        self._wake.set()
+
+    async def received(self, link: PeerLink, body: dict[codec.Key, codec.Value]) -> None:
+        """Handle one sync message (envelope already decoded); raise ``DecodeError``."""
+        await trio.lowlevel.checkpoint()
+        peer = self._peers.get(bytes(link.verified.device.device_key))
+        if peer is None or peer.link is not link:
+            return
+        try:
+            message = sync.decode(body)
+        except DecodeError:
+            self.counters["malformed-message"] += 1
+            raise
+        if not self._still_valid(peer):
+            self.counters["from-revoked-device"] += 1
+            return
+        try:
+            self._handle(peer, message)
+        except StorageError as exc:
+            self.counters["storage-error"] += 1
+            log.error(N_("replication could not store what a peer sent: %s"), exc.detail)
+
+    # --- sending --------------------------------------------------------------------------
+
+    def _send(self, peer: _Peer, message: sync.SyncMessage) -> None:
+        data = sync.encode(message)
+        if peer.queued + len(data) > self.settings.max_queued:
+            self.counters["dropped-outgoing"] += 1
+            return
+        peer.queued += len(data)
+        with contextlib.suppress(trio.ClosedResourceError):
+            peer.send.send_nowait(data)
+
+    async def _sender(self, peer: _Peer) -> None:
+        async with peer.receive:
+            async for data in peer.receive:
+                peer.queued -= len(data)
+                try:
+                    await peer.link.send(data)
+                except (P2PTchapError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # the connection ended; its owner reports it
+
+    def _still_valid(self, peer: _Peer) -> bool:
+        verified = peer.verified
+        return (
+            self.directory.sender(verified.account.account_key, verified.device.device_key)
+            is not None
+        )
+
+    # --- what a peer may have ----------------------------------------------------------------
+
+    def _access(self, peer: _Peer, room: bytes) -> tuple[Access, Callable[[Event], bool]]:
+        """What ``peer`` may receive of ``room``, and a filter for the invited case."""
+        if room not in self._room_set():
+            return Access.NONE, lambda _e: False
+        account = peer.verified.account
+        live = self.store.live(room)
+        granted = sync.access(
+            live.resolution.state, account.account_key, account.kind, account.email
+        )
+        if granted is Access.OWN:
+            mine = self.rooms.me.device.device_key
+            return granted, lambda e: e.device == mine
+        if granted not in (Access.INVITED, Access.REMOVED):
+            return granted, lambda _e: granted is Access.FULL
+        decisive = self._membership_event(room, peer, granted)
+        if decisive is None:
+            return Access.NONE, lambda _e: False
+        clock = live.clock(decisive.id) or {}
+
+        def allowed(event: Event) -> bool:
+            return event.id == decisive.id or clock.get(bytes(event.device), 0) >= event.seq
+
+        return granted, allowed
+
+    def _membership_event(self, room: bytes, peer: _Peer, granted: Access) -> Event | None:
+        """The accepted event that invited (or removed) the peer's account.
+
+        A removal counts only if the account had been invited or had joined
+        before it: banning a stranger gives the stranger nothing.
+        """
+        account = peer.verified.account
+        key = bytes(account.account_key).hex()
+        decisive = None
+        for event in reversed(self.store.live(room).resolution.accepted):
+            about_them = event.type is EventType.MEMBER and event.state_key == key
+            if decisive is None:
+                if about_them:
+                    decisive = event
+                    if granted is Access.INVITED:
+                        return event
+                elif (
+                    granted is Access.INVITED
+                    and event.type is EventType.EMAIL_INVITE
+                    and event.state_key == account.email
+                ):
+                    return event
+            elif about_them and event.content.get("membership") in ("invite", "join"):
+                return decisive
+        return None
+
+    def _room_set(self) -> set[bytes]:
+        return set(self.store.rooms())
+
+    def _vector(self, room: bytes, allowed: Callable[[Event], bool] | None = None) -> sync.Vector:
+        live = self.store.live(room)
+        receipts = self.receipts.digest(room)
+        if allowed is None:
+            cached = self._vectors.get(room)
+            if cached and cached[0] is live and cached[1] == len(live.events):
+                if cached[2].receipts == receipts:
+                    return cached[2]
+                return dataclasses.replace(cached[2], receipts=receipts)
+        held = self.store.held(room)
+        if allowed is not None:
+            held = {
+                device: {s: i for s, i in seqs.items() if allowed(live.events[i])}
+                for device, seqs in held.items()
+            }
+        heads = [e.id for e in live.heads() if allowed is None or allowed(e)]
+        vector = sync.Vector(room, sync.version_vector(held), tuple(heads), receipts)
+        if allowed is None:
+            self._vectors[room] = (live, len(live.events), vector)
+        return vector
+
+    def _offer(
+        self, peer: _Peer, room: bytes, *, again: bool = False, answer: bool = False
+    ) -> None:
+        """Send our vector of ``room`` if the peer may have it and it tells it something.
+
+        ``answer``: the peer just sent its vector (so it knows the room).
+        """
+        granted, allowed = self._access(peer, room)
+        if granted is Access.NONE or (granted is Access.OWN and not answer):
+            return
+        ours = self._vector(room, None if granted is Access.FULL else allowed)
+        fingerprint = _fingerprint(ours)
+        theirs = peer.theirs.get(room)
+        if theirs is not None and _fingerprint(theirs) == fingerprint:
+            return
+        if peer.sent.get(room) == fingerprint and not again:
+            return
+        peer.sent[room] = fingerprint
+        self._send(peer, ours)
+
+    def _greet(self, peer: _Peer) -> None:
+        self._send_trust_sum(peer)
+        for room in self._room_set():
+            self._offer(peer, room)
+        if peer.verified.account.kind is Kind.AGENT:
+            for room in self.rooms.wanted():
+                if room not in self._room_set():
+                    self._send(peer, sync.Vector(room, {}, (), bytes(16)))
+
+    # --- handling ---------------------------------------------------------------------------
+
+    def _handle(self, peer: _Peer, message: sync.SyncMessage) -> None:  # noqa: PLR0911
+        match message:
+            case sync.Vector():
+                return self._on_vector(peer, message)
+            case sync.Want():
+                return self._on_want(peer, message)
+            case sync.Events():
+                return self._on_events(peer, message)
+            case sync.Refused(room, reason):
+                self.counters[f"refused-by-peer:{reason}"] += 1
+                peer.asking.pop(room, None)
+                return None
+            case sync.Receipts():
+                return self._on_receipts(peer, message)
+            case sync.TrustSum():
+                return self._on_trust_sum(peer, message)
+            case sync.TrustIds():
+                return self._on_trust_ids(peer, message)
+            case sync.TrustWant():
+                return self._on_trust_want(peer, message)
+            case sync.TrustItems():
+                return self._on_trust_items(peer, message)
+        return None
+
+    def _on_vector(self, peer: _Peer, message: sync.Vector) -> None:
+        room = message.room
+        previous = peer.theirs.get(room)
+        if previous is None or previous.vector != message.vector:
+            peer.skip.pop(room, None)
+        peer.theirs[room] = message
+        known = room in self._room_set()
+        if not known and room not in self.rooms.wanted():
+            if not message.vector:
+                return  # someone looking for a room we do not have
+            if room not in peer.unknown_rooms:
+                if len(peer.unknown_rooms) >= self.settings.max_unknown_rooms:
+                    self.counters["unknown-room-refused"] += 1
+                    return
+                peer.unknown_rooms.add(room)
+        self._ask(peer, room)
+        if known:
+            self._offer(peer, room, answer=True)
+            granted, _ = self._access(peer, room)
+            ours = self.receipts.digest(room)
+            if (
+                granted is Access.FULL
+                and message.receipts != ours
+                and peer.receipts_sent.get(room) != ours
+            ):
+                peer.receipts_sent[room] = ours
+                self._send_receipts(peer, room, self.receipts.of_room(room))
+
+    def _ask(self, peer: _Peer, room: bytes) -> None:
+        """Ask ``peer`` for what we lack of ``room``, unless a request is in flight."""
+        in_flight = peer.asking.get(room)
+        if (
+            in_flight is not None
+            and trio.current_time() - in_flight[0] < self.settings.want_timeout
+        ):
+            return
+        theirs = peer.theirs.get(room)
+        skip, skip_ids = peer.skip.get(room, (set(), set()))
+        if room in self._room_set():
+            live = self.store.live(room)
+            held, known = self.store.held(room), set(live.events)
+            parents = {
+                p
+                for e in live.resolution.pending
+                for p in (*e.prev, *([e.prev_seq] if e.prev_seq else []))
+                if p not in live.events
+            }
+        else:
+            held, known, parents = {}, set[bytes](), set[bytes]()
+        want = sync.missing(
+            held,
+            known,
+            theirs.vector if theirs else {},
+            theirs.heads if theirs else (),
+            sorted(parents),
+            skip=skip,
+            skip_ids=skip_ids,
+            room=room,
+        )
+        if want.empty:
+            peer.asking.pop(room, None)
+            return
+        peer.asking[room] = (trio.current_time(), want)
+        self._send(peer, want)
+
+    def _on_want(self, peer: _Peer, message: sync.Want) -> None:
+        room = message.room
+        granted, allowed = self._access(peer, room)
+        if granted is Access.NONE:
+            self.counters["refused-to-peer"] += 1
+            reason = "unknown-room" if room not in self._room_set() else "not-a-member"
+            self._send(peer, sync.Refused(room, reason))
+            return
+        held = self.store.held(room)
+        events = self.store.live(room).events
+        picked: dict[bytes, Event] = {}
+        budget = sync.WANT_BATCH
+        for device, low, high in message.ranges:
+            seqs = held.get(device, {})
+            for seq in range(low, min(high, low + budget - 1) + 1):
+                identifier = seqs.get(seq)
+                if identifier is not None and identifier not in picked:
+                    picked[identifier] = events[identifier]
+                    budget -= 1
+            if budget <= 0:
+                break
+        for identifier in message.ids[: max(budget, 0)]:
+            if identifier in events:
+                picked[identifier] = events[identifier]
+        chosen = sorted((e for e in picked.values() if allowed(e)), key=lambda e: (e.depth, e.id))
+        if len(chosen) < len(picked):
+            self.counters["withheld"] += len(picked) - len(chosen)
+        parts = sync.batches([e.raw for e in chosen], sync.MAX_BATCH_EVENTS, sync.MAX_BATCH_BYTES)
+        for index, part in enumerate(parts or [[]]):
+            self._send(peer, sync.Events(room, tuple(part), index == max(len(parts), 1) - 1))
+        self.counters["events-served"] += len(chosen)
+
+    def _take_tokens(self, peer: _Peer, count: int) -> bool:
+        now = trio.current_time()
+        peer.tokens = min(
+            self.settings.push_burst,
+            peer.tokens + (now - peer.refilled) * self.settings.push_rate,
+        )
+        peer.refilled = now
+        if peer.tokens < count:
+            return False
+        peer.tokens -= count
+        return True
+
+    def _on_events(self, peer: _Peer, message: sync.Events) -> None:
+        room = message.room
+        known = room in self._room_set()
+        asked = peer.asking.get(room) if message.reply else None
+        if not message.reply:
+            if not known:
+                self.counters["unsolicited-unknown-room"] += 1
+                return
+            if not self._take_tokens(peer, len(message.events)):
+                self.counters["rate-limited"] += len(message.events)
+                return
+        elif not known and room not in peer.unknown_rooms and room not in self.rooms.wanted():
+            self.counters["unsolicited-unknown-room"] += 1
+            return
+        if message.events:
+            self._store(peer, room, message.events)
+        if message.reply:
+            peer.asking.pop(room, None)
+            if asked is not None:
+                self._remember_unserved(peer, room, asked[1])
+            self._ask(peer, room)
+            self._join_if_wanted(room)
+
+    def _store(self, peer: _Peer, room: bytes, raws: Iterable[bytes]) -> None:
+        before = set(self.store.live(room).events) if room in self._room_set() else set()
+        added, _ = self.store.add(room, list(raws))
+        for reason in added.invalid.values():
+            self.counters[f"invalid-event:{reason}"] += 1
+        live = self.store.live(room)
+        new = [i for i in live.events if i not in before]
+        self.counters["events-received"] += len(new)
+        self.counters["events-duplicate"] += max(0, len(list(raws)) - len(new))
+        for identifier in new:
+            status, why = live.status(identifier)
+            if status == "pending":
+                self.counters["event-pending"] += 1
+            elif status == "rejected":
+                self.counters[f"event-rejected:{why}"] += 1
+            self._origin[identifier] = peer.key
+        if len(self._origin) > 200_000:
+            self._origin.clear()
+        if new:
+            self.nudge()
+
+    def _remember_unserved(self, peer: _Peer, room: bytes, want: sync.Want) -> None:
+        held = self.store.held(room) if room in self._room_set() else {}
+        known = self.store.live(room).events if room in self._room_set() else {}
+        skip, skip_ids = peer.skip.setdefault(room, (set(), set()))
+        for device, low, high in want.ranges:
+            seqs = held.get(device, {})
+            skip.update((device, s) for s in range(low, high + 1) if s not in seqs)
+        skip_ids.update(i for i in want.ids if i not in known)
+
+    def _join_if_wanted(self, room: bytes) -> None:
+        if room not in self.rooms.wanted() or room not in self._room_set():
+            return
+        state = self.store.live(room).resolution.state
+        me = self.rooms.me.account.account_key
+        if state is None:
+            return
+        if state.is_member(me):
+            self.rooms.unwant(room)
+            return
+        if self.rooms.me.secret is None:
+            return
+        try:
+            self.rooms.join(room)
+        except RemoteError as exc:  # pragma: no cover - join refusals are LocalError
+            log.info("could not join %s: %s", room.hex(), exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - refused by the rules: say so in the log
+            log.warning(N_("could not join the room %s asked for: %s"), room.hex()[:12], exc)
+        self.rooms.unwant(room)
+        self.nudge()
+
+    # --- receipts ---------------------------------------------------------------------------
+
+    def _send_receipts(self, peer: _Peer, room: bytes, receipts: list[sync.Receipt]) -> None:
+        for start in range(0, len(receipts), sync.MAX_RECEIPTS):
+            chunk = receipts[start : start + sync.MAX_RECEIPTS]
+            self._send(peer, sync.Receipts(room, tuple(r.raw for r in chunk)))
+
+    def _on_receipts(self, peer: _Peer, message: sync.Receipts) -> None:
+        room = message.room
+        if room not in self._room_set():
+            return
+        state = self.store.live(room).resolution.state
+        fresh = []
+        for raw in message.items:
+            try:
+                receipt = sync.parse_receipt(raw)
+            except sync.InvalidReceipt:
+                self.counters["invalid-receipt"] += 1
+                continue
+            person = self.directory.sender(receipt.account, receipt.device)
+            if receipt.room != room or person is None:
+                self.counters["invalid-receipt"] += 1
+                continue
+            if sync.access(state, receipt.account, person.kind, person.email) is Access.NONE:
+                self.counters["receipt-from-non-member"] += 1
+                continue
+            if self.receipts.add(receipt):
+                fresh.append(receipt)
+        if fresh:
+            self.counters["receipts-received"] += len(fresh)
+            self._spread_receipts(room, fresh, but=peer.key)
+
+    def _spread_receipts(
+        self, room: bytes, receipts: list[sync.Receipt], but: bytes | None = None
+    ) -> None:
+        for other in list(self._peers.values()):
+            if other.key != but and self._access(other, room)[0] is Access.FULL:
+                self._send_receipts(other, room, receipts)
+
+    def _make_receipt(self, room: bytes) -> None:
+        receipt = self.rooms.receipt(room, ReceiptKind.RECEIVED)
+        if receipt is not None:
+            self._spread_receipts(room, [receipt])
+
+    # --- trust data -------------------------------------------------------------------------
+
+    def _trust_items(self) -> dict[bytes, tuple[TrustKind, bytes]]:
+        if self._trust_cache is None:
+            items: dict[bytes, tuple[TrustKind, bytes]] = {}
+            accounts, devices = self.directory.certificates()
+            for kind, raws in (
+                (TrustKind.ACCOUNT, [a.raw for a in accounts]),
+                (TrustKind.DEVICE, [d.raw for d in devices]),
+                (TrustKind.REVOCATION, [r.raw for r in self.trust.revocations()]),
+                (TrustKind.SUMMARY, self.directory.summaries()),
+            ):
+                for raw in raws:
+                    items[sync.trust_id(kind, raw)] = (kind, raw)
+            self._trust_cache = items
+        return self._trust_cache
+
+    def _view(self, peer: _Peer) -> dict[bytes, tuple[TrustKind, bytes]]:
+        """The trust items ``peer`` may receive.
+
+        Agents get everything.  An external gets what its rooms need and no
+        more: the certificates of the people it shares a room with, their
+        revocations — never the agents' directory nor the public rooms.
+        """
+        items = self._trust_items()
+        account = peer.verified.account
+        if account.kind is Kind.AGENT:
+            return items
+        co_members: set[bytes] = {bytes(account.account_key)}
+        for room in self._room_set():
+            state = self.store.live(room).resolution.state
+            if (
+                state is not None
+                and sync.access(state, account.account_key, account.kind, account.email)
+                is not Access.NONE
+            ):
+                co_members.update(bytes(a) for a in state.membership)
+        accounts, devices = self.directory.certificates()
+        emails = {a.email for a in accounts if bytes(a.account_key) in co_members}
+        serials = {a.serial for a in accounts if bytes(a.account_key) in co_members}
+        allowed: set[bytes] = set()
+        allowed.update(
+            sync.trust_id(TrustKind.ACCOUNT, a.raw)
+            for a in accounts
+            if bytes(a.account_key) in co_members
+        )
+        allowed.update(
+            sync.trust_id(TrustKind.DEVICE, d.raw)
+            for d in devices
+            if bytes(d.account_key) in co_members
+        )
+        for record in self.trust.revocations():
+            if (
+                (record.account is not None and bytes(record.account) in co_members)
+                or record.serial in serials
+                or record.email in emails
+            ):
+                allowed.add(sync.trust_id(TrustKind.REVOCATION, record.raw))
+        return {i: item for i, item in items.items() if i in allowed}
+
+    def _send_trust_sum(self, peer: _Peer) -> None:
+        view = self._view(peer)
+        digest = sync.trust_digest(view)
+        if digest == peer.trust_sum_sent:
+            return
+        peer.trust_sum_sent = digest
+        self._send(peer, sync.TrustSum(digest, len(view)))
+
+    def _on_trust_sum(self, peer: _Peer, message: sync.TrustSum) -> None:
+        peer.trust_theirs = message.digest
+        view = self._view(peer)
+        ours = sync.trust_digest(view)
+        if message.digest == ours or peer.trust_ids_sent_for == (message.digest, ours):
+            return
+        peer.trust_ids_sent_for = (message.digest, ours)
+        ids = sorted(view)
+        for start in range(0, len(ids), sync.MAX_TRUST_IDS):
+            self._send(peer, sync.TrustIds(tuple(ids[start : start + sync.MAX_TRUST_IDS])))
+
+    def _on_trust_ids(self, peer: _Peer, message: sync.TrustIds) -> None:
+        have = self._trust_items()
+        wanted = tuple(i for i in message.ids if i not in have)
+        if wanted:
+            self._send(peer, sync.TrustWant(wanted))
+
+    def _on_trust_want(self, peer: _Peer, message: sync.TrustWant) -> None:
+        view = self._view(peer)
+        chosen = [view[i] for i in message.ids if i in view]
+        # Certificates before what they vouch for: accounts, devices, then the rest.
+        order = list(TrustKind)
+        chosen.sort(key=lambda item: order.index(item[0]))
+        size, batch = 0, list[tuple[TrustKind, bytes]]()
+        for kind, raw in chosen:
+            if batch and (
+                len(batch) >= sync.MAX_TRUST_ITEMS or size + len(raw) > sync.MAX_TRUST_BYTES
+            ):
+                self._send(peer, sync.TrustItems(tuple(batch)))
+                size, batch = 0, list[tuple[TrustKind, bytes]]()
+            batch.append((kind, raw))
+            size += len(raw)
+        if batch:
+            self._send(peer, sync.TrustItems(tuple(batch)))
+
+    def _on_trust_items(self, peer: _Peer, message: sync.TrustItems) -> None:
+        order = list(TrustKind)
+        items = sorted(message.items, key=lambda item: order.index(item[0]))
+        added = revoked = 0
+        for kind, raw in items:
+            if sync.trust_id(kind, raw) in self._trust_items():
+                continue
+            try:
+                if kind is TrustKind.ACCOUNT:
+                    self.directory.add_account(raw)
+                elif kind is TrustKind.DEVICE:
+                    self._add_device(raw)
+                elif kind is TrustKind.REVOCATION:
+                    fresh = self.trust.add_revocations([raw])
+                    revoked += fresh
+                    if not fresh:
+                        self.counters["invalid-trust:revocation"] += 1
+                        continue
+                else:
+                    self.directory.add_summary(raw)
+            except RemoteError as exc:
+                self.counters[f"invalid-trust:{kind.value}"] += 1
+                log.debug("refused a %s from %s: %s", kind.value, peer.verified.account.email, exc)
+                continue
+            added += 1
+            self._trust_cache = None
+        if added:
+            self.counters["trust-received"] += added
+            self._trust_changed(revoked > 0)
+
+    def _add_device(self, raw: bytes) -> None:
+        device = parse_device_certificate(raw)
+        if self.directory.count_devices(device.account_key) >= MAX_DEVICES_PER_ACCOUNT:
+            raise TooManyDevices(bytes(device.account_key).hex())
+        self.directory.add_device(raw)
+
+    def _trust_changed(self, revoked: bool) -> None:
+        """Tell every peer at once (a revocation must spread in one round)."""
+        self._trust_cache = None
+        if revoked:
+            self.store.forget()
+            self.on_revocation()
+            for peer in list(self._peers.values()):
+                if not self._still_valid(peer):
+                    self.disconnected(peer.link)
+        for peer in list(self._peers.values()):
+            self._send_trust_sum(peer)
+
+    # --- background -------------------------------------------------------------------------
+
+    async def _outbox(self) -> None:
+        """Push every newly stored event to the peers who should have it."""
+        while True:
+            with trio.move_on_after(self.settings.poll):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                self._push_arrivals()
+                self._send_due_receipts()
+            except StorageError as exc:
+                self.counters["storage-error"] += 1
+                log.error(N_("replication could not read the database: %s"), exc.detail)
+
+    def _push_arrivals(self) -> None:
+        while arrivals := self.store.arrivals(self._journal):
+            self._journal = arrivals[-1][0]
+            by_room: dict[bytes, list[bytes]] = {}
+            for _n, room, identifier in arrivals:
+                by_room.setdefault(room, []).append(identifier)
+            for room, ids in by_room.items():
+                self._push(room, ids)
+
+    def _push(self, room: bytes, ids: list[bytes]) -> None:
+        events = sorted(self.store.raws(room, ids), key=lambda e: (e.depth, e.id))
+        if not events:
+            return
+        access_changed = any(e.type in _ACCESS_TYPES for e in events)
+        mine = bytes(self.rooms.me.device.device_key)
+        if any(bytes(e.device) != mine for e in events):
+            self._receipt_due.setdefault(room, trio.current_time() + self.settings.receipt_delay)
+        for peer in list(self._peers.values()):
+            granted, allowed = self._access(peer, room)
+            if granted is Access.NONE:
+                continue
+            theirs = peer.theirs.get(room)
+            chosen = [
+                e
+                for e in events
+                if allowed(e)
+                and self._origin.get(e.id) != peer.key
+                and not (theirs and sync.covers(theirs.vector, bytes(e.device), e.seq))
+            ]
+            if granted is Access.FULL and chosen:
+                for part in sync.batches(
+                    [e.raw for e in chosen], sync.MAX_BATCH_EVENTS, sync.MAX_BATCH_BYTES
+                ):
+                    self._send(peer, sync.Events(room, tuple(part), False))
+                self.counters["events-pushed"] += len(chosen)
+            if access_changed:
+                self._offer(peer, room, again=True)
+
+    def _send_due_receipts(self) -> None:
+        now = trio.current_time()
+        for room, due in list(self._receipt_due.items()):
+            if due <= now:
+                del self._receipt_due[room]
+                self._make_receipt(room)
+
+    async def _rounds(self) -> None:
+        """Anti-entropy: every interval, offer again wherever a peer still differs."""
+        rounds = 0
+        while True:
+            await trio.sleep(self.settings.interval)
+            rounds += 1
+            try:
+                self._round(rounds)
+            except StorageError as exc:
+                self.counters["storage-error"] += 1
+                log.error(N_("replication could not read the database: %s"), exc.detail)
+
+    def _round(self, rounds: int) -> None:
+        # Another process may have added certificates, summaries or receipts.
+        self._trust_cache = None
+        self.receipts.refresh()
+        rooms = self._room_set()
+        wanted = [r for r in self.rooms.wanted() if r not in rooms]
+        if rounds % 100 == 0:
+            self.store.prune_arrivals()
+        for peer in list(self._peers.values()):
+            if peer.trust_theirs != sync.trust_digest(self._view(peer)):
+                peer.trust_sum_sent = None
+                peer.trust_ids_sent_for = None
+                self._send_trust_sum(peer)
+            for room in rooms:
+                self._offer(peer, room, again=True, answer=room in peer.theirs)
+                if room in peer.theirs:
+                    self._ask(peer, room)
+            if peer.verified.account.kind is Kind.AGENT:
+                for room in wanted:
+                    self._send(peer, sync.Vector(room, {}, (), bytes(16)))
+
+    # --- reading, for the node API -----------------------------------------------------------
+
+    def health(self) -> dict[str, int]:
+        """Counters by reason: events received, refused, pending, invalid…"""
+        return dict(sorted(self.counters.items()))
