@@ -24,7 +24,7 @@ import trio
 
 from p2ptchap import accounts
 from p2ptchap.api.control import ControlServer
-from p2ptchap.core import identity
+from p2ptchap.core import identity, sync
 from p2ptchap.core.channel import ChannelConfig, make_credentials
 from p2ptchap.core.errors import N_, StorageError, UsageError, VerificationError
 from p2ptchap.core.identity import VerifiedDevice
@@ -32,6 +32,8 @@ from p2ptchap.core.noise import X25519KeyPair
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.net.discovery import Discovery, PeerSeen, new_instance_id
 from p2ptchap.net.peers import LocalDevice, PeerManager, PeerSettings
+from p2ptchap.replication import Replicator, SyncSettings
+from p2ptchap.rooms import Me, Rooms
 from p2ptchap.store.db import DB_NAME, Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.home import Home
@@ -52,6 +54,9 @@ class NodeConfig:
     mdns: bool = True
     network_key: bytes | None = None
     settings: PeerSettings = dataclasses.field(default_factory=PeerSettings)
+    sync: SyncSettings = dataclasses.field(default_factory=SyncSettings)
+    #: Whether this user lets the others see what they have read.
+    read_receipts: bool = False
 
 
 def parse_peer(text: str) -> tuple[str, int]:
@@ -131,6 +136,17 @@ class Node:
             self.db, self.trust, lambda: self._revocations, lambda: int(self._clock())
         )
         self.directory.remember(VerifiedDevice(self.account, self.device))
+        self.rooms = Rooms(
+            self.db,
+            self.directory,
+            Me(self.account, self.device, secrets.signing),
+            clock,
+            rng,
+            read_receipts=config.read_receipts,
+        )
+        self.replicator = Replicator(
+            self.rooms, _HomeTrustBook(self), settings=config.sync, on_revocation=self._drop_invalid
+        )
 
         def new_static(rng: Callable[[int], bytes]) -> tuple[X25519KeyPair, bytes]:
             static = X25519KeyPair.generate(rng)
@@ -150,6 +166,8 @@ class Node:
             ),
             rng=rng,
             settings=settings,
+            application=self.replicator,
+            application_types=sync.TYPES,
         )
         self.instance_id = new_instance_id(rng)
         self.port: int | None = None
@@ -182,6 +200,7 @@ class Node:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.control.run)
+                await nursery.start(self.replicator.run)
                 self.port = await nursery.start(self.peers.run, host, self.config.port)
                 for peer_host, peer_port in self.config.peers:
                     self.peers.add_address(peer_host, peer_port, "static")
@@ -240,22 +259,26 @@ class Node:
                     self.home.revocations, self.trust
                 )
                 self._revocations = revocations
+                # Spread it at once (and drop the peers it revokes).
+                self.replicator.trust_changed(revoked=True)
             elif trio.current_time() - last_full_check < 60:
                 continue
             last_full_check = trio.current_time()
+            self._drop_invalid()
 
-            def revoked(peer: VerifiedDevice) -> bool:
-                try:
-                    self._verify(peer.account.raw, peer.device.raw)
-                except VerificationError:
-                    return True
-                return False
+    def _drop_invalid(self) -> None:
+        """Close connections to peers no longer valid (revoked, or expired)."""
 
-            dropped = self.peers.disconnect(revoked)
-            if dropped:
-                log.warning(
-                    N_("disconnected %d peer(s) no longer valid (revoked or expired)"), dropped
-                )
+        def revoked(peer: VerifiedDevice) -> bool:
+            try:
+                self._verify(peer.account.raw, peer.device.raw)
+            except VerificationError:
+                return True
+            return False
+
+        dropped = self.peers.disconnect(revoked)
+        if dropped:
+            log.warning(N_("disconnected %d peer(s) no longer valid (revoked or expired)"), dropped)
 
     async def _cmd_peers(self, request: dict[str, Any]) -> list[dict[str, object]]:
         await trio.lowlevel.checkpoint()
@@ -271,8 +294,28 @@ class Node:
             "instance": self.instance_id,
             "peers": len(self.peers.peers()),
             "directory": len(self.directory),
+            "rooms": len(self.rooms.store.rooms()),
             "rejected": dict(self.peers.rejections),
+            "sync": self.replicator.health(),
         }
+
+
+class _HomeTrustBook:
+    """The node's revocations: the file in its home folder, re-read when it changes."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def revocations(self) -> RevocationSet:
+        return self.node._revocations
+
+    def add_revocations(self, records: list[bytes]) -> int:
+        node = self.node
+        added, _refused = node.home.add_revocations(records, node.trust)
+        if added:
+            node._revocations = node.home.revocations(node.trust)
+            node._revocations_mtime = node._mtime()
+        return added
 
 
 def check_interface(address: str) -> str:

@@ -311,19 +311,33 @@ class Replicator:
             live.resolution.state, account.account_key, account.kind, account.email
         )
         if granted is Access.OWN:
-            mine = self.rooms.me.device.device_key
-            return granted, lambda e: e.device == mine
+            return granted, self._own_membership
         if granted not in (Access.INVITED, Access.REMOVED):
             return granted, lambda _e: granted is Access.FULL
         decisive = self._membership_event(room, peer, granted)
         if decisive is None:
             return Access.NONE, lambda _e: False
         clock = live.clock(decisive.id) or {}
+        # An invitee gets at least what a stranger gets (our own membership
+        # events), so that whichever of us is stale can catch up.
+        invited = granted is Access.INVITED
 
         def allowed(event: Event) -> bool:
-            return event.id == decisive.id or clock.get(bytes(event.device), 0) >= event.seq
+            return (
+                event.id == decisive.id
+                or clock.get(bytes(event.device), 0) >= event.seq
+                or (invited and self._own_membership(event))
+            )
 
         return granted, allowed
+
+    def _own_membership(self, event: Event) -> bool:
+        me = self.rooms.me
+        return (
+            event.device == me.device.device_key
+            and event.type is EventType.MEMBER
+            and event.state_key == bytes(me.account.account_key).hex()
+        )
 
     def _membership_event(self, room: bytes, peer: _Peer, granted: Access) -> Event | None:
         """The accepted event that invited (or removed) the peer's account.
@@ -384,6 +398,21 @@ class Replicator:
         """
         granted, allowed = self._access(peer, room)
         if granted is Access.NONE or (granted is Access.OWN and not answer):
+            return
+        if granted is Access.OWN:
+            # No vector for a stranger: only our own membership events, if it lacks them.
+            theirs = peer.theirs.get(room)
+            mine = [
+                e
+                for e in self.store.live(room).events.values()
+                if allowed(e)
+                and not (theirs and sync.covers(theirs.vector, bytes(e.device), e.seq))
+                and (theirs is None or e.id not in theirs.heads)
+            ]
+            key = tuple(sorted(e.id for e in mine))
+            if mine and (again or peer.sent.get(room) != key):
+                peer.sent[room] = key
+                self._send(peer, sync.Events(room, tuple(e.raw for e in mine), False))
             return
         ours = self._vector(room, None if granted is Access.FULL else allowed)
         fingerprint = _fingerprint(ours)
@@ -498,7 +527,7 @@ class Replicator:
     def _on_want(self, peer: _Peer, message: sync.Want) -> None:
         room = message.room
         granted, allowed = self._access(peer, room)
-        if granted is Access.NONE:
+        if granted in (Access.NONE, Access.OWN):
             self.counters["refused-to-peer"] += 1
             reason = "unknown-room" if room not in self._room_set() else "not-a-member"
             self._send(peer, sync.Refused(room, reason))
@@ -764,9 +793,11 @@ class Replicator:
     def _on_trust_items(self, peer: _Peer, message: sync.TrustItems) -> None:
         order = list(TrustKind)
         items = sorted(message.items, key=lambda item: order.index(item[0]))
-        added = revoked = 0
+        fresh: list[tuple[TrustKind, bytes]] = []
+        revoked = False
         for kind, raw in items:
-            if sync.trust_id(kind, raw) in self._trust_items():
+            identifier = sync.trust_id(kind, raw)
+            if identifier in self._trust_items():
                 continue
             try:
                 if kind is TrustKind.ACCOUNT:
@@ -774,22 +805,24 @@ class Replicator:
                 elif kind is TrustKind.DEVICE:
                     self._add_device(raw)
                 elif kind is TrustKind.REVOCATION:
-                    fresh = self.trust.add_revocations([raw])
-                    revoked += fresh
-                    if not fresh:
+                    if not self.trust.add_revocations([raw]):
                         self.counters["invalid-trust:revocation"] += 1
                         continue
+                    revoked = True
                 else:
                     self.directory.add_summary(raw)
             except RemoteError as exc:
                 self.counters[f"invalid-trust:{kind.value}"] += 1
                 log.debug("refused a %s from %s: %s", kind.value, peer.verified.account.email, exc)
                 continue
-            added += 1
-            self._trust_cache = None
-        if added:
-            self.counters["trust-received"] += added
-            self._trust_changed(revoked > 0)
+            self._trust_items()[identifier] = (kind, raw)
+            fresh.append((kind, raw))
+        if fresh:
+            self.counters["trust-received"] += len(fresh)
+            # Passed on at once, not at the next round: a revocation crosses
+            # the cell in one message per hop.
+            self._spread_trust(fresh, but=peer.key)
+            self.trust_changed(revoked)
 
     def _add_device(self, raw: bytes) -> None:
         device = parse_device_certificate(raw)
@@ -797,9 +830,18 @@ class Replicator:
             raise TooManyDevices(bytes(device.account_key).hex())
         self.directory.add_device(raw)
 
-    def _trust_changed(self, revoked: bool) -> None:
-        """Tell every peer at once (a revocation must spread in one round)."""
+    def trust_changed(self, revoked: bool) -> None:
+        """Trust data changed here: pass on what is new, drop peers now revoked.
+
+        Called on items received, and by the owner when it learnt some
+        other way (the node re-reads its revocation file, which the CLI
+        writes).
+        """
+        before = self._trust_cache
         self._trust_cache = None
+        if before is not None:
+            fresh = [item for i, item in self._trust_items().items() if i not in before]
+            self._spread_trust(fresh)
         if revoked:
             self.store.forget()
             self.on_revocation()
@@ -808,6 +850,19 @@ class Replicator:
                     self.disconnected(peer.link)
         for peer in list(self._peers.values()):
             self._send_trust_sum(peer)
+
+    def _spread_trust(self, fresh: list[tuple[TrustKind, bytes]], but: bytes | None = None) -> None:
+        if not fresh:
+            return
+        for peer in list(self._peers.values()):
+            if peer.key == but:
+                continue
+            view = self._view(peer)
+            items = [(k, r) for k, r in fresh if sync.trust_id(k, r) in view]
+            for start in range(0, len(items), sync.MAX_TRUST_ITEMS):
+                self._send(
+                    peer, sync.TrustItems(tuple(items[start : start + sync.MAX_TRUST_ITEMS]))
+                )
 
     # --- background -------------------------------------------------------------------------
 
@@ -843,8 +898,8 @@ class Replicator:
             self._receipt_due.setdefault(room, trio.current_time() + self.settings.receipt_delay)
         for peer in list(self._peers.values()):
             granted, allowed = self._access(peer, room)
-            if granted is Access.NONE:
-                continue
+            if granted in (Access.NONE, Access.OWN):
+                continue  # a stranger gets our events only when it asks
             theirs = peer.theirs.get(room)
             chosen = [
                 e
@@ -853,7 +908,7 @@ class Replicator:
                 and self._origin.get(e.id) != peer.key
                 and not (theirs and sync.covers(theirs.vector, bytes(e.device), e.seq))
             ]
-            if granted is Access.FULL and chosen:
+            if chosen:
                 for part in sync.batches(
                     [e.raw for e in chosen], sync.MAX_BATCH_EVENTS, sync.MAX_BATCH_BYTES
                 ):

@@ -257,6 +257,15 @@ class Rooms:
             if len(found) == 1:
                 return found[0]
         named = [i.room for i in self.list_rooms() if i.name.casefold() == text.casefold()]
+        if not named and may_search(self.me.account.kind):
+            # A public room this node does not hold yet, known by its summary.
+            summaries = self.directory.public_rooms()
+            named = [
+                s.room
+                for s in summaries
+                if s.name.casefold() == text.casefold()
+                or (len(lowered) >= 6 and s.room.hex().startswith(lowered))
+            ]
         if len(named) == 1:
             return named[0]
         if len(named) > 1:

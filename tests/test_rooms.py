@@ -289,7 +289,10 @@ def test_rooms_survive_reopening_and_other_processes_see_changes(world: World) -
     other.send(room, b"depuis la ligne de commande")
     assert [m.body for m in alice.messages(room)] == [b"depuis la ligne de commande"]
     alice.db.close()
-    again = Rooms(Database(alice.db.path), alice.directory, alice.me, lambda: NOW)
+    db = Database(alice.db.path)
+    revocations = world.revocations["alice"]
+    directory = DirectoryStore(db, world.org.trust, lambda: revocations, lambda: NOW)
+    again = Rooms(db, directory, alice.me, lambda: NOW)
     assert again.info(room).name == "Salon"
     with pytest.raises(RoomUnknown):
         again.find("nulle part")
@@ -309,7 +312,10 @@ def test_a_revocation_reaches_stored_rooms_even_after_a_restart(world: World) ->
     world.revocations["alice"].add(record, world.org.trust)
     assert [m.email for m in alice.members(room)] == ["alice@interieur.gouv.fr"]
     alice.db.close()
-    again = Rooms(Database(alice.db.path), alice.directory, alice.me, lambda: NOW)
+    db = Database(alice.db.path)
+    revocations = world.revocations["alice"]
+    directory = DirectoryStore(db, world.org.trust, lambda: revocations, lambda: NOW)
+    again = Rooms(db, directory, alice.me, lambda: NOW)
     assert [m.email for m in again.members(room)] == ["alice@interieur.gouv.fr"]
     assert again.messages(room) == []
 

@@ -88,7 +88,7 @@ def trust_id(kind: TrustKind, raw: bytes) -> bytes:
 def trust_digest(ids: Iterable[bytes]) -> bytes:
     """One digest of a set of trust ids: equal sets, equal digests."""
     digest = hashlib.blake2b(digest_size=32, person=b"p2ptchap-trust")
-    for identifier in sorted(ids):
+    for identifier in sorted(set(ids)):
         digest.update(identifier)
     return digest.digest()
 
@@ -447,6 +447,8 @@ def missing(
     ranges: list[tuple[bytes, int, int]] = []
     ids: list[bytes] = []
     budget = limit
+    if budget <= 0:
+        return Want(room, (), ())
     for device, (top, top_id) in sorted(theirs.items()):
         ours = held.get(device, {})
         start = None
@@ -461,8 +463,17 @@ def missing(
                 start = None
                 if budget <= 0 or len(ranges) >= MAX_WANT_RANGES:
                     return Want(room, tuple(ranges), tuple(ids))
-        if top in ours and top_id not in known and top_id not in skip_ids:
+        if (
+            top in ours
+            and top_id not in known
+            and top_id not in skip_ids
+            and top_id not in ids
+            and len(ids) < MAX_WANT_IDS
+        ):
             ids.append(top_id)
+            budget -= 1
+            if budget <= 0:
+                return Want(room, tuple(ranges), tuple(ids))
     for identifier in [*heads, *parents]:
         if budget <= 0 or len(ids) >= MAX_WANT_IDS:
             break
@@ -486,16 +497,18 @@ class Access(enum.Enum):
 
     #: Every event: a member, or any agent in a public room.
     FULL = "full"
-    #: The invitation addressed to it and its causal past.
+    #: The invitation addressed to it and its causal past, and our own
+    #: membership events (what a stranger gets, see :attr:`OWN`).
     INVITED = "invited"
     #: An account that left, was kicked or banned: the event that removed
     #: it and its causal past (what it could see as a member), so that it
     #: learns of its removal — nothing after.
     REMOVED = "removed"
     #: A stranger to our state of the room (it may have joined after what
-    #: we know) who knows the room's id: our own device's events, and only
-    #: in answer to its vector.  So what we said reaches members we have
-    #: not heard of, and they can then show us their admission.
+    #: we know) who knows the room's id: only our own membership events
+    #: (that we joined, or left), in answer to its vector — never a
+    #: message.  Two members whose views are each stale about the other
+    #: can so show each other their admission, and then sync fully.
     OWN = "own"
     NONE = "none"
 
@@ -516,13 +529,15 @@ def access(  # noqa: PLR0911 - the cases, one after the other
     membership = state.membership.get(account)
     if membership is Membership.JOIN:
         return Access.FULL
-    if membership in (Membership.BAN, Membership.LEAVE):
+    if membership is Membership.BAN:
         return Access.REMOVED
+    invited = membership is Membership.INVITE or email in state.email_invites
+    if membership is Membership.LEAVE:
+        # Invited again by address, it may join again (the rules allow it).
+        return Access.INVITED if invited else Access.REMOVED
     if state.join_rule == "public" and not state.direct and kind is Kind.AGENT:
         return Access.FULL
-    if membership is Membership.INVITE or email in state.email_invites:
-        return Access.INVITED
-    return Access.OWN
+    return Access.INVITED if invited else Access.OWN
 
 
 # --- receipts -------------------------------------------------------------------------------

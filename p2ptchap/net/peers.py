@@ -36,11 +36,11 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import trio
 
-from p2ptchap.core import peerwire
+from p2ptchap.core import codec, peerwire
 from p2ptchap.core.channel import ChannelConfig, PeerRejected, SecureChannel, Verifier
 from p2ptchap.core.errors import N_, DecodeError, RemoteError
 from p2ptchap.core.identity import VerifiedDevice
@@ -52,6 +52,18 @@ log = logging.getLogger("p2ptchap.peers")
 
 Via = Literal["mdns", "static", "gossip", "incoming"]
 Address = tuple[str, int]
+
+
+class Application(Protocol):
+    """What runs on top of the connections (replication): told of peers and their messages."""
+
+    def connected(self, peer: Peer) -> None: ...
+
+    def disconnected(self, peer: Peer) -> None: ...
+
+    async def received(self, peer: Peer, body: dict[codec.Key, codec.Value]) -> None:
+        """One message of a type in :attr:`types`; raise ``DecodeError`` if malformed."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,6 +138,10 @@ class Peer:
     def device_key(self) -> DeviceKey:
         return self.verified.device.device_key
 
+    async def send(self, data: bytes) -> None:
+        """Send one application message (raises ``ConnectionFailed``/``ConnectionClosed``)."""
+        await self.connection.send_message(data)
+
     @property
     def listen_address(self) -> Address | None:
         return (self.address[0], self.listen_port) if self.listen_port else None
@@ -156,8 +172,13 @@ class PeerManager:
         rng: Rng,
         settings: PeerSettings = PeerSettings(),
         jitter: Callable[[], float] | None = None,
+        application: Application | None = None,
+        application_types: frozenset[str] = frozenset(),
     ) -> None:
         self.me = me
+        self.application = application
+        #: Message types handed to the application (others are ignored).
+        self.application_types = application_types
         self.settings = settings
         self._rng = rng
         self._jitter = jitter or random.SystemRandom().random
@@ -410,9 +431,13 @@ class PeerManager:
             *address,
             via,
         )
+        if self.application is not None:
+            self.application.connected(peer)
         try:
             await self._run_peer(peer)
         finally:
+            if self.application is not None:
+                self.application.disconnected(peer)
             if self._peers.get(peer.device_key) is peer:
                 del self._peers[peer.device_key]
                 log.info(N_("lost %s <%s>"), verified.account.display_name, verified.account.email)
@@ -489,7 +514,7 @@ class PeerManager:
             nursery.start_soon(self._heartbeat, connection)
             try:
                 while (data := await connection.receive_message()) is not None:
-                    self._handle(peer, data)
+                    await self._handle(peer, data)
             except ConnectionClosed:
                 pass  # we closed it ourselves (duplicate, revoked, shutting down)
             except (RemoteError, ConnectionFailed, DecodeError) as exc:
@@ -505,8 +530,17 @@ class PeerManager:
             except (ConnectionFailed, ConnectionClosed):
                 return
 
-    def _handle(self, peer: Peer, data: bytes) -> None:
+    async def _handle(self, peer: Peer, data: bytes) -> None:
         message = peerwire.decode(data)
+        if (
+            isinstance(message, peerwire.Other)
+            and self.application is not None
+            and message.type in self.application_types
+        ):
+            # One message at a time per peer: reading waits while we store,
+            # which is TCP's own flow control towards a fast sender.
+            await self.application.received(peer, message.body)
+            return
         if isinstance(message, peerwire.Hello):
             log.debug("ignoring a second hello from %s", peer.verified.account.email)
         elif isinstance(message, peerwire.Peers):

@@ -75,6 +75,8 @@ class RoomStore:
         self._live: dict[bytes, LiveRoom] = {}
         self._data_version: object = None
         self._held: dict[bytes, tuple[LiveRoom, int, Held]] = {}
+        #: Rooms resolved afresh in memory whose statuses on disk are older.
+        self._stale: set[bytes] = set()
 
     def live(self, room: bytes) -> LiveRoom:
         """The room's live state, loaded from disk the first time.
@@ -108,11 +110,14 @@ class RoomStore:
         ):
             try:
                 live.restore(events, status, decode_state(blob(snapshot[0][0])))
-            except (DecodeError, ValueError):
-                pass
+            except (DecodeError, ValueError, KeyError):
+                pass  # statuses that do not hold together: resolve instead
             else:
                 return live
         live.load(events)
+        # The statuses on disk are not those of this resolution (another
+        # basis, or none): the next batch writes them all.
+        self._stale.add(room)
         return live
 
     def forget(self, room: bytes | None = None) -> None:
@@ -139,6 +144,7 @@ class RoomStore:
         except StorageError:
             self._live.pop(room, None)
             raise
+        self._stale.discard(room)
         return live.resolution
 
     def last_of(self, room: bytes, device: bytes) -> tuple[int, bytes, int] | None:
@@ -217,9 +223,8 @@ class RoomStore:
         live.add_all(new)
         # After a full resolution any status may have changed; otherwise only
         # the new events and those they released from waiting.
-        changed = (
-            list(live.events) if live.full != full_before else [*waiting, *(e.id for e in new)]
-        )
+        everything = live.full != full_before or room in self._stale
+        changed = list(live.events) if everything else [*waiting, *(e.id for e in new)]
         status = {event_id: live.status(event_id) for event_id in changed}
         resolution = live.resolution
         try:
@@ -227,6 +232,7 @@ class RoomStore:
         except StorageError:
             self._live.pop(room, None)  # reload from disk next time
             raise
+        self._stale.discard(room)
         return Added(len(new), invalid), resolution
 
     def _write(

@@ -112,3 +112,31 @@ def test_resolving_again_after_a_directory_change(tmp_path: Path) -> None:
     after = store.resolve_again(cell.room)
     assert all(e.account != gone.key for e in after.accepted)
     assert reopen(cell, store).live(cell.room).resolution.accepted == after.accepted
+
+
+def test_statuses_written_under_another_basis_are_all_rewritten(tmp_path: Path) -> None:
+    """The CLI, knowing a certificate the node did not, must not leave stale statuses.
+
+    One process stores a room while a sender is unknown to it (its events are
+    refused); another, whose directory knows that sender, opens the room
+    (resolving it afresh), stores one more event and writes its snapshot: a
+    third opening restores that snapshot, so every status on disk must match.
+    """
+    cell, events = scenario(21)
+    author = next(e.account for e in events if e.account != events[0].account)
+
+    def partial(account, device):  # type: ignore[no-untyped-def]
+        return None if account == author else cell.directory(account, device)
+
+    path = tmp_path / "node.db"
+    first = RoomStore(Database(path), partial, cell.people, lambda: b"without")
+    first.add(cell.room, [e.raw for e in events[:-1]])
+    assert ("rejected", "unknown-sender") in first.statuses(cell.room).values()
+    second = RoomStore(Database(path), cell.directory, cell.people, lambda: b"with")
+    second.add(cell.room, [events[-1].raw])
+    third = RoomStore(Database(path), cell.directory, cell.people, lambda: b"with")
+    live = third.live(cell.room)
+    assert live.full == 0  # restored from the snapshot
+    expected = third.load(cell.room)
+    assert live.resolution.accepted == expected.accepted
+    assert live.resolution.rejected == expected.rejected

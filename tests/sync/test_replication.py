@@ -8,9 +8,10 @@ import pytest
 import trio
 import trio.testing
 
+from p2ptchap.core import codec, revocation, sync
 from p2ptchap.core.events import Membership
-from tests.conftest import Org
-from tests.sync.netcell import SyncCell
+from tests.conftest import NOW, Org
+from tests.sync.netcell import SyncCell, SyncNode
 
 
 @pytest.fixture
@@ -40,4 +41,152 @@ async def test_two_nodes_learn_each_other_and_share_a_room(
             f"message {n}".encode() for n in range(5)
         ]
         assert alice.rooms.state(done.room) == bob.rooms.state(done.room)
+        nursery.cancel_scope.cancel()
+
+
+async def _room_with(
+    cell: SyncCell, creator: SyncNode, *joiners: SyncNode, wait: float = 3
+) -> bytes:
+    """A private room of ``creator`` that every one of ``joiners`` has joined."""
+    room = creator.rooms.create("Salon").room
+    for joiner in joiners:
+        for _ in range(50):  # its certificate arrives by trust gossip
+            if creator.rooms.directory.account(joiner.account.account_key) is not None:
+                break
+            await trio.sleep(0.2)
+        creator.rooms.invite(room, joiner.account.account_key)
+    for joiner in joiners:
+        for _ in range(50):
+            if room in joiner.rooms.store.rooms():
+                break
+            await trio.sleep(0.2)
+        joiner.rooms.join(room)
+    await trio.sleep(wait)
+    return room
+
+
+async def test_store_and_forward_along_a_chain_whose_ends_never_meet(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cell.net.run)
+        a, b, c = await cell.add("a"), await cell.add("b"), await cell.add("c")
+        cell.net.connect("a", "b")
+        cell.net.connect("b", "c")
+        await trio.sleep(3)
+        # Trust data crosses B: A can invite C, whom it never met.
+        assert a.rooms.directory.account(c.account.account_key) is not None
+        room = await _room_with(cell, a, b, c)
+        # A and C are never online at the same time: B carries both ways.
+        cell.net.disconnect("b", "c")
+        a.rooms.send(room, b"from A")
+        await trio.sleep(2)
+        cell.net.disconnect("a", "b")
+        cell.net.connect("b", "c")
+        await trio.sleep(2)
+        c.rooms.send(room, b"from C while A is away")
+        await trio.sleep(2)
+        cell.net.disconnect("b", "c")
+        cell.net.connect("a", "b")
+        await trio.sleep(3)
+        bodies = [m.body for m in a.rooms.messages(room)]
+        assert bodies == [b"from A", b"from C while A is away"]
+        assert [m.body for m in c.rooms.messages(room)] == [b"from A", b"from C while A is away"]
+        assert not cell.net.linked("a", "c")
+        assert not any({s.source, s.target} == {"a", "c"} for s in cell.net.sent)
+        nursery.cancel_scope.cancel()
+
+
+async def test_each_device_acknowledges_and_the_sender_sees_who_has_its_message(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cell.net.run)
+        a, b, c = await cell.add("a"), await cell.add("b"), await cell.add("c")
+        cell.net.mesh()
+        room = await _room_with(cell, a, b, c)
+        cell.net.isolate("c")
+        sent = a.rooms.send(room, b"urgent").events[0]
+        await trio.sleep(3)
+        delivery = a.rooms.delivery(room, sent)
+        assert len(delivery.expected) == 2
+        assert delivery.received == (b.verified.device.device_key,)
+        cell.net.connect("c", "b")  # C gets it through B; its receipt comes back through B
+        await trio.sleep(3)
+        delivery = a.rooms.delivery(room, sent)
+        assert set(delivery.received) == {
+            b.verified.device.device_key,
+            c.verified.device.device_key,
+        }
+        assert delivery.read == ()  # read receipts are off unless the user turns them on
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_revocation_spreads_and_cuts_the_device_off(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cell.net.run)
+        a, b, c = await cell.add("a"), await cell.add("b"), await cell.add("c")
+        cell.net.connect("a", "b")
+        cell.net.connect("b", "c")
+        room = await _room_with(cell, a, b, c)
+        record = revocation.revoke_device(
+            c.member.secret, c.member.certificate, c.verified.device.device_key, NOW
+        )
+        assert a.book.add_revocations([record]) == 1
+        a.replicator.trust_changed(revoked=True)
+        await trio.sleep(0.5)  # one gossip round: A → B
+        assert len(b.book.revocations()) == 1
+        # B no longer treats C as a peer: nothing more of the room goes to it.
+        before = len([s for s in cell.net.sent if s.target == "c"])
+        a.rooms.send(room, b"not for a revoked device")
+        await trio.sleep(3)
+        to_c = [s for s in cell.net.sent[:] if s.target == "c"][before:]
+        assert not any(b"not for a revoked device" in s.data for s in to_c)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_non_member_asking_for_a_private_room_is_refused(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cell.net.run)
+        a, b = await cell.add("a"), await cell.add("b")
+        await cell.add("mallory")
+        cell.net.mesh()
+        room = await _room_with(cell, a, b)
+        a.rooms.send(room, b"secret")
+        await trio.sleep(2)
+        # Mallory learnt the room id somehow and asks for everything.
+        link = cell.net._links[("mallory", "a")]
+        want = sync.Want(room, ((bytes(a.verified.device.device_key), 1, 100),), (room,))
+        await link.send(sync.encode(want))
+        await trio.sleep(1)
+        answers = [
+            sync.decode_bytes(s.data)
+            for s in cell.net.sent
+            if (s.source, s.target) == ("a", "mallory")
+        ]
+        carried = [e for m in answers if isinstance(m, sync.Events) for e in m.events]
+        assert carried == []
+        assert any(isinstance(m, sync.Refused) for m in answers)
+        assert a.replicator.counters["refused-to-peer"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_malformed_message_closes_the_link_and_nothing_is_stored(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cell.net.run)
+        await cell.add("a")
+        await cell.add("b")
+        cell.net.connect("a", "b")
+        await trio.sleep(1)
+        await cell.net._links[("b", "a")].send(codec.encode({"t": "want", "room": b"short"}))
+        await trio.sleep(1)
+        assert cell.net.protocol_errors == 1
+        assert not cell.net.linked("a", "b")
+        assert cell.nodes["a"].replicator.counters["malformed-message"] == 1
         nursery.cancel_scope.cancel()
