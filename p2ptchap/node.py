@@ -87,8 +87,8 @@ def read_network_key(path: Path) -> bytes:
     return key
 
 
-def load_config(home: Home) -> dict[str, Any]:
-    """The ``[network]`` table of ``HOME/config.toml`` (empty if there is none)."""
+def load_config(home: Home, table: str = "network") -> dict[str, Any]:
+    """A table (``[network]``, ``[rooms]``) of ``HOME/config.toml`` (empty if none)."""
     path = home.root / CONFIG_FILE
     if not path.exists():
         return {}
@@ -98,14 +98,15 @@ def load_config(home: Home) -> dict[str, Any]:
         raise UsageError(
             str(exc), user_message=N_("The configuration file {path} is not valid TOML."), path=path
         ) from exc
-    network = data.get("network", {})
-    if not isinstance(network, dict):
+    found = data.get(table, {})
+    if not isinstance(found, dict):
         raise UsageError(
-            "network is not a table",
-            user_message=N_("In {path}, [network] must be a table."),
+            f"{table} is not a table",
+            user_message=N_("In {path}, [{table}] must be a table."),
             path=path,
+            table=table,
         )
-    return network
+    return found
 
 
 class Node:

@@ -54,7 +54,7 @@ import trio
 from p2ptchap.core import codec, sync
 from p2ptchap.core.authority import TrustStore
 from p2ptchap.core.errors import N_, DecodeError, P2PTchapError, RemoteError, StorageError
-from p2ptchap.core.events import Event, EventType
+from p2ptchap.core.events import Event, EventType, Membership
 from p2ptchap.core.identity import Kind, VerifiedDevice, parse_device_certificate
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.core.sync import Access, ReceiptKind, TrustKind
@@ -331,6 +331,17 @@ class Replicator:
 
         return granted, allowed
 
+    def _engaged(self, peer: _Peer, room: bytes) -> bool:
+        """Whether the peer's account joined (or is invited to) the room, by our state."""
+        state = self.store.live(room).resolution.state
+        account = peer.verified.account
+        if state is None:
+            return False
+        membership = state.membership.get(account.account_key)
+        return membership in (Membership.JOIN, Membership.INVITE) or (
+            account.email in state.email_invites
+        )
+
     def _own_membership(self, event: Event) -> bool:
         me = self.rooms.me
         return (
@@ -399,6 +410,8 @@ class Replicator:
         granted, allowed = self._access(peer, room)
         if granted is Access.NONE or (granted is Access.OWN and not answer):
             return
+        if granted is Access.FULL and not answer and not self._engaged(peer, room):
+            return  # a public room: any agent may have it, but only if it asks
         if granted is Access.OWN:
             # No vector for a stranger: only our own membership events, if it lacks them.
             theirs = peer.theirs.get(room)
@@ -900,6 +913,8 @@ class Replicator:
             granted, allowed = self._access(peer, room)
             if granted in (Access.NONE, Access.OWN):
                 continue  # a stranger gets our events only when it asks
+            if granted is Access.FULL and not self._engaged(peer, room):
+                continue  # nor does an agent that is not in this public room
             theirs = peer.theirs.get(room)
             chosen = [
                 e

@@ -22,7 +22,7 @@ import trio
 
 from p2ptchap import accounts
 from p2ptchap.api import control
-from p2ptchap.core.errors import N_
+from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.core.pairing import DEFAULT_PORT as PAIRING_PORT
 from p2ptchap.i18n import Translator
 from p2ptchap.net import pairing as pairing_net
@@ -62,12 +62,19 @@ def _node_config(ctx: Context, args: argparse.Namespace) -> NodeConfig:
     interface = args.interface or file.get("interface")
     key_path = args.network_key or file.get("network_key_file")
     port = args.port if args.port is not None else int(file.get("port", DEFAULT_PORT))
+    read_receipts = load_config(ctx.home, "rooms").get("read_receipts", False)
+    if not isinstance(read_receipts, bool):
+        raise UsageError(
+            "read_receipts",
+            user_message=N_("In config.toml, [rooms] read_receipts must be true or false."),
+        )
     return NodeConfig(
         port=port,
         interface=check_interface(str(interface)) if interface else None,
         peers=tuple(peers),
         mdns=not args.no_mdns and bool(file.get("mdns", True)),
         network_key=read_network_key(Path(key_path)) if key_path else None,
+        read_receipts=read_receipts,
     )
 
 

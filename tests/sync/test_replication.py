@@ -10,6 +10,8 @@ import trio.testing
 
 from p2ptchap.core import codec, revocation, sync
 from p2ptchap.core.events import Membership
+from p2ptchap.core.identity import Kind
+from p2ptchap.rooms import JOIN_REQUESTED
 from tests.conftest import NOW, Org
 from tests.sync.netcell import SyncCell, SyncNode
 
@@ -189,4 +191,27 @@ async def test_a_malformed_message_closes_the_link_and_nothing_is_stored(
         assert cell.net.protocol_errors == 1
         assert not cell.net.linked("a", "b")
         assert cell.nodes["a"].replicator.counters["malformed-message"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_joining_a_public_room_known_only_by_its_summary(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cell.net.run)
+        a, b = await cell.add("a"), await cell.add("b")
+        external = await cell.add("e", Kind.EXTERNAL)
+        cell.net.mesh()
+        room = a.rooms.create("Forum", public=True).room
+        await trio.sleep(3)
+        # The summary spread with the trust data; the room itself did not.
+        assert [s.room for s in b.rooms.public_rooms()] == [room]
+        assert room not in b.rooms.store.rooms()
+        assert external.rooms.directory.summaries() == []  # externals never get them
+        done = b.rooms.join(b.rooms.find("Forum"))
+        assert done.warnings == (JOIN_REQUESTED,) and done.events == ()
+        await trio.sleep(3)
+        assert b.rooms.info(room).membership is Membership.JOIN
+        assert a.rooms.info(room).members == 2
+        assert b.rooms.wanted() == []
         nursery.cancel_scope.cancel()
