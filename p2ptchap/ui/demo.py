@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from p2ptchap.core.errors import N_
+
 DEMO_PASSPHRASE = "démonstration de cellule de crise"  # noqa: S105 - printed to the user
 
 
@@ -30,10 +32,59 @@ class _Walk:
         self.tr = tr
         self.out = out
         self.failures: list[str] = []
+        self.nodes: list[subprocess.Popen[str]] = []
         self.env = {**os.environ, "P2PTCHAP_PASSPHRASE": DEMO_PASSPHRASE}
 
     def title(self, text: str) -> None:
         print(f"\n== {self.tr(text)}", file=self.out)
+
+    def start(self, who: str, *args: str) -> int:
+        """Start ``who``'s node on loopback (no mDNS: the demo stays on this machine)."""
+        command = ["p2ptchap", "--home", str(self.root / who), "up", "--port", "0", "--no-mdns"]
+        command += list(args)
+        print("$ " + shlex.join(command).replace(str(self.root) + "/", "") + " &", file=self.out)
+        process = subprocess.Popen(  # noqa: S603 - our own program, fixed arguments
+            [sys.executable, "-m", "p2ptchap", *command[1:]],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.nodes.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        print("  " + line.strip(), file=self.out)
+        digits = [word for word in line.replace(";", " ").split() if word.isdigit()]
+        return int(digits[0]) if digits else 0
+
+    def stop_nodes(self) -> None:
+        for process in self.nodes:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.nodes.clear()
+
+    def quiet(self, who: str, *args: str) -> str:
+        """A command whose output the demo reads but does not show."""
+        done = subprocess.run(  # noqa: S603 - our own program, fixed arguments
+            [sys.executable, "-m", "p2ptchap", "--home", str(self.root / who), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done.stdout
+
+    def wait_for(self, condition: Callable[[], bool], seconds: float = 30) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.3)
+        return False
 
     def run(self, who: str, *args: str, expect: int = 0, contains: str = "") -> str:
         command = ["p2ptchap", "--home", str(self.root / who), *args]
@@ -195,6 +246,12 @@ def _walk_through(root: Path, tr: Callable[[str], str], out: TextIO, started: fl
     walk.run("alice", "revocations", "import", "bruno.revocation")
     walk.run("alice", "verify", "bruno.cert", expect=1, contains="revoked")
 
+    walk.title("7. No server: Alice's and Claire's nodes share a room")
+    try:
+        _share_a_room(walk)
+    finally:
+        walk.stop_nodes()
+
     elapsed = time.monotonic() - started
     if walk.failures:
         print(
@@ -208,6 +265,26 @@ def _walk_through(root: Path, tr: Callable[[str], str], out: TextIO, started: fl
         file=out,
     )
     return 0
+
+
+def _share_a_room(walk: _Walk) -> None:
+    port = walk.start("alice")
+    walk.start("claire", "--peer", f"127.0.0.1:{port}")
+    created = walk.run("alice", "room", "create", "Crue de la Somme", "--externals", "--json")
+    room = _json_field(created, "room")
+    walk.run("alice", "room", "invite", room, "claire.durand@croix-rouge.fr")
+    if not walk.wait_for(lambda: room in walk.quiet("claire", "room", "list", "--json")):
+        walk.failures.append(walk.tr(N_("the invitation did not reach Claire's node")))
+        return
+    walk.run("claire", "room", "list")
+    walk.run("claire", "room", "join", room)
+    joined = '"membership": "join"'
+    if not walk.wait_for(
+        lambda: walk.quiet("alice", "room", "show", room, "--json").count(joined) == 2
+    ):
+        walk.failures.append(walk.tr(N_("Claire's answer did not reach Alice's node")))
+        return
+    walk.run("alice", "room", "show", room)
 
 
 def _json_field(text: str, name: str) -> str:
