@@ -54,9 +54,10 @@ import trio
 from p2ptchap.core import codec, sync
 from p2ptchap.core.authority import TrustStore
 from p2ptchap.core.errors import N_, DecodeError, P2PTchapError, RemoteError, StorageError
-from p2ptchap.core.events import Event, EventType, Membership
+from p2ptchap.core.events import Event, EventType, Membership, event_id
 from p2ptchap.core.identity import Kind, VerifiedDevice, parse_device_certificate
 from p2ptchap.core.revocation import RevocationSet
+from p2ptchap.core.room import Rejection
 from p2ptchap.core.sync import Access, ReceiptKind, TrustKind
 from p2ptchap.rooms import Rooms
 
@@ -66,6 +67,14 @@ log = logging.getLogger("p2ptchap.sync")
 _ACCESS_TYPES = frozenset(
     {EventType.MEMBER, EventType.EMAIL_INVITE, EventType.JOIN_RULE, EventType.EXTERNALS}
 )
+_UNVOUCHED = ("rejected", Rejection.UNKNOWN_SENDER.value)
+#: No message is sent above this size (the channel's limit is 4 MiB).
+MAX_MESSAGE = 4 << 20
+#: Lists (receipts, trust items) are cut into messages of at most this many bytes.
+MAX_PART = 1 << 20
+MAX_REFUSED_TRUST = 16384
+#: Ids a peer did not have, remembered per room so as not to ask it again.
+MAX_SKIPPED_IDS = 4096
 #: An account may have at most this many device certificates in our directory.
 MAX_DEVICES_PER_ACCOUNT = 64
 
@@ -158,6 +167,11 @@ class _Peer:
         default_factory=dict
     )
     unknown_rooms: set[bytes] = dataclasses.field(default_factory=set)
+    #: Gone (disconnected, or its sending failed): nothing more is queued or sent.
+    dead: bool = False
+    #: room → the vector of the peer under which a ``want`` brought nothing:
+    #: not asked again until that vector changes.
+    stalled: dict[bytes, object] = dataclasses.field(default_factory=dict)
     #: room → our receipts digest when we last sent it all our receipts
     receipts_sent: dict[bytes, bytes] = dataclasses.field(default_factory=dict)
     trust_sum_sent: bytes | None = None
@@ -201,6 +215,8 @@ class Replicator:
         self._receipt_due: dict[bytes, float] = {}
         self._trust_cache: dict[bytes, tuple[TrustKind, bytes]] | None = None
         self._vectors: dict[bytes, tuple[object, int, sync.Vector]] = {}
+        #: Trust items we refused (not asked for again; cleared when too many).
+        self._refused_trust: set[bytes] = set()
 
     # --- owner's interface ----------------------------------------------------------------
 
@@ -219,13 +235,16 @@ class Replicator:
     def connected(self, link: PeerLink) -> None:
         """A peer is up (its owner verified its certificates): start talking to it."""
         try:
-            if self.directory.remember(link.verified):
+            account = link.verified.account.account_key
+            known = self.directory.count_devices(account)
+            if known < MAX_DEVICES_PER_ACCOUNT and self.directory.remember(link.verified):
                 self._trust_cache = None
         except StorageError as exc:
             log.warning(N_("could not record a peer in the directory: %s"), exc.detail)
         key = bytes(link.verified.device.device_key)
         old = self._peers.pop(key, None)
         if old is not None:
+            old.dead = True
             old.send.close()
         send, receive = trio.open_memory_channel[bytes](math.inf)
         peer = _Peer(
@@ -246,6 +265,7 @@ class Replicator:
         peer = self._peers.get(key)
         if peer is not None and peer.link is link:
             del self._peers[key]
+            peer.dead = True
             peer.send.close()
 
     def nudge(self) -> None:
@@ -275,22 +295,37 @@ class Replicator:
     # --- sending --------------------------------------------------------------------------
 
     def _send(self, peer: _Peer, message: sync.SyncMessage) -> None:
+        if peer.dead:
+            return
         data = sync.encode(message)
+        if len(data) > MAX_MESSAGE:
+            # Every sender cuts by bytes first; this is the last guard.
+            self.counters["oversized-outgoing"] += 1
+            log.error("not sending a %d-byte %s message", len(data), type(message).__name__)
+            return
         if peer.queued + len(data) > self.settings.max_queued:
             self.counters["dropped-outgoing"] += 1
             return
         peer.queued += len(data)
-        with contextlib.suppress(trio.ClosedResourceError):
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             peer.send.send_nowait(data)
 
     async def _sender(self, peer: _Peer) -> None:
-        async with peer.receive:
-            async for data in peer.receive:
-                peer.queued -= len(data)
-                try:
-                    await peer.link.send(data)
-                except (P2PTchapError, trio.BrokenResourceError, trio.ClosedResourceError):
-                    return  # the connection ended; its owner reports it
+        try:
+            async with peer.receive:
+                async for data in peer.receive:
+                    peer.queued -= len(data)
+                    if peer.dead:
+                        return  # disconnected (revoked, say): nothing more goes out
+                    try:
+                        await peer.link.send(data)
+                    except (P2PTchapError, trio.BrokenResourceError, trio.ClosedResourceError):
+                        return  # the connection ended; its owner reports it
+        finally:
+            # Whatever ended the sending ends the peer here: no more queueing.
+            peer.dead = True
+            if self._peers.get(peer.key) is peer:
+                del self._peers[peer.key]
 
     def _still_valid(self, peer: _Peer) -> bool:
         verified = peer.verified
@@ -314,10 +349,11 @@ class Replicator:
             return granted, self._own_membership
         if granted not in (Access.INVITED, Access.REMOVED):
             return granted, lambda _e: granted is Access.FULL
-        decisive = self._membership_event(room, peer, granted)
-        if decisive is None:
+        found = self._membership_event(room, peer, granted)
+        if found is None:
             return Access.NONE, lambda _e: False
-        clock = live.clock(decisive.id) or {}
+        decisive, basis = found
+        clock = (live.clock(basis.id) or {}) if basis is not None else {}
         # An invitee gets at least what a stranger gets (our own membership
         # events), so that whichever of us is stale can catch up.
         invited = granted is Access.INVITED
@@ -325,6 +361,7 @@ class Replicator:
         def allowed(event: Event) -> bool:
             return (
                 event.id == decisive.id
+                or (basis is not None and event.id == basis.id)
                 or clock.get(bytes(event.device), 0) >= event.seq
                 or (invited and self._own_membership(event))
             )
@@ -350,36 +387,49 @@ class Replicator:
             and event.state_key == bytes(me.account.account_key).hex()
         )
 
-    def _membership_event(self, room: bytes, peer: _Peer, granted: Access) -> Event | None:
-        """The accepted event that invited (or removed) the peer's account.
+    def _membership_event(
+        self, room: bytes, peer: _Peer, granted: Access
+    ) -> tuple[Event, Event | None] | None:
+        """The event that invited (or removed) the peer, and the one whose past it may see.
 
-        A removal counts only if the account had been invited or had joined
-        before it: banning a stranger gives the stranger nothing.
+        Invited: the invitation, and its past.  Removed while joined or
+        invited: the removal and its past — without that past it could not
+        take the removal into account (an invitee whose join raced its kick
+        would believe itself a member for ever); the price is that an
+        invitee removed learns which events came between its invitation and
+        its removal.  Removed when it was already out (a ban after leaving):
+        the removal alone, nothing said since it left.  ``None``: an account
+        never admitted (banning a stranger gives it nothing).
         """
         account = peer.verified.account
         key = bytes(account.account_key).hex()
-        decisive = None
+        decisive: Event | None = None
         for event in reversed(self.store.live(room).resolution.accepted):
             about_them = event.type is EventType.MEMBER and event.state_key == key
             if decisive is None:
                 if about_them:
-                    decisive = event
                     if granted is Access.INVITED:
-                        return event
+                        return event, event
+                    decisive = event
                 elif (
                     granted is Access.INVITED
                     and event.type is EventType.EMAIL_INVITE
                     and event.state_key == account.email
                 ):
-                    return event
-            elif about_them and event.content.get("membership") in ("invite", "join"):
-                return decisive
+                    return event, event
+            elif about_them:
+                if event.content.get("membership") in ("join", "invite"):
+                    return decisive, decisive
+                return decisive, None
         return None
 
     def _room_set(self) -> set[bytes]:
         return set(self.store.rooms())
 
     def _vector(self, room: bytes, allowed: Callable[[Event], bool] | None = None) -> sync.Vector:
+        # ``held`` first: if another process wrote meanwhile, ``live`` is the
+        # newer room, and holds every event ``held`` names (events only grow).
+        held = self.store.held(room)
         live = self.store.live(room)
         receipts = self.receipts.digest(room)
         if allowed is None:
@@ -388,14 +438,23 @@ class Replicator:
                 if cached[2].receipts == receipts:
                     return cached[2]
                 return dataclasses.replace(cached[2], receipts=receipts)
-        held = self.store.held(room)
-        if allowed is not None:
-            held = {
-                device: {s: i for s, i in seqs.items() if allowed(live.events[i])}
-                for device, seqs in held.items()
+        # Events of devices we cannot vouch for are not advertised (nor
+        # fetched from us): a peer pushing events of made-up devices cannot
+        # grow our vector.  Once the certificate arrives they count again.
+        held = {
+            device: {
+                s: i
+                for s, i in seqs.items()
+                if live.status(i) != _UNVOUCHED and (allowed is None or allowed(live.events[i]))
             }
+            for device, seqs in held.items()
+        }
+        entries = sync.version_vector(held)
+        if len(entries) > sync.MAX_VECTOR:
+            kept = sorted(entries.items(), key=lambda item: -item[1][0])[: sync.MAX_VECTOR]
+            entries = dict(kept)
         heads = [e.id for e in live.heads() if allowed is None or allowed(e)]
-        vector = sync.Vector(room, sync.version_vector(held), tuple(heads), receipts)
+        vector = sync.Vector(room, entries, tuple(heads), receipts)
         if allowed is None:
             self._vectors[room] = (live, len(live.events), vector)
         return vector
@@ -477,6 +536,7 @@ class Replicator:
         previous = peer.theirs.get(room)
         if previous is None or previous.vector != message.vector:
             peer.skip.pop(room, None)
+            peer.stalled.pop(room, None)
         peer.theirs[room] = message
         known = room in self._room_set()
         if not known and room not in self.rooms.wanted():
@@ -509,6 +569,8 @@ class Replicator:
         ):
             return
         theirs = peer.theirs.get(room)
+        if theirs is not None and peer.stalled.get(room) == _fingerprint(theirs):
+            return
         skip, skip_ids = peer.skip.get(room, (set(), set()))
         if room in self._room_set():
             live = self.store.live(room)
@@ -548,25 +610,26 @@ class Replicator:
         held = self.store.held(room)
         events = self.store.live(room).events
         picked: dict[bytes, Event] = {}
-        budget = sync.WANT_BATCH
-        for device, low, high in message.ranges:
-            seqs = held.get(device, {})
-            for seq in range(low, min(high, low + budget - 1) + 1):
-                identifier = seqs.get(seq)
-                if identifier is not None and identifier not in picked:
-                    picked[identifier] = events[identifier]
-                    budget -= 1
-            if budget <= 0:
+        budget, size = sync.WANT_BATCH, 0
+        # One answer, one message: at most a batch of events and of bytes;
+        # the asker asks again for the rest.  Work is bounded by the batch
+        # and by the sequence numbers we hold, not by the ranges' bounds.
+        wanted = [
+            seqs[seq]
+            for device, low, high in message.ranges
+            if (seqs := held.get(device))
+            for seq in sorted(s for s in seqs if low <= s <= high)
+        ]
+        for identifier in [*wanted, *message.ids]:
+            event = events.get(identifier)
+            if event is None or event.id in picked or not allowed(event):
+                continue
+            if budget <= 0 or size + len(event.raw) > sync.MAX_BATCH_BYTES:
                 break
-        for identifier in message.ids[: max(budget, 0)]:
-            if identifier in events:
-                picked[identifier] = events[identifier]
-        chosen = sorted((e for e in picked.values() if allowed(e)), key=lambda e: (e.depth, e.id))
-        if len(chosen) < len(picked):
-            self.counters["withheld"] += len(picked) - len(chosen)
-        parts = sync.batches([e.raw for e in chosen], sync.MAX_BATCH_EVENTS, sync.MAX_BATCH_BYTES)
-        for index, part in enumerate(parts or [[]]):
-            self._send(peer, sync.Events(room, tuple(part), index == max(len(parts), 1) - 1))
+            picked[event.id] = event
+            budget, size = budget - 1, size + len(event.raw)
+        chosen = sorted(picked.values(), key=lambda e: (e.depth, e.id))
+        self._send(peer, sync.Events(room, tuple(e.raw for e in chosen), True))
         self.counters["events-served"] += len(chosen)
 
     def _take_tokens(self, peer: _Peer, count: int) -> bool:
@@ -584,35 +647,44 @@ class Replicator:
     def _on_events(self, peer: _Peer, message: sync.Events) -> None:
         room = message.room
         known = room in self._room_set()
-        asked = peer.asking.get(room) if message.reply else None
-        if not message.reply:
+        asked = peer.asking.pop(room, None) if message.reply else None
+        if asked is None:
+            # Not an answer to a want of ours (whatever ``reply`` says): a push.
             if not known:
                 self.counters["unsolicited-unknown-room"] += 1
                 return
             if not self._take_tokens(peer, len(message.events)):
                 self.counters["rate-limited"] += len(message.events)
                 return
-        elif not known and room not in peer.unknown_rooms and room not in self.rooms.wanted():
-            self.counters["unsolicited-unknown-room"] += 1
+        elif not known and not self._starts_room(room, message.events):
+            # A room we did not hold is kept only from its create event on.
+            self.counters["unknown-room-without-create"] += 1
             return
         if message.events:
             self._store(peer, room, message.events)
-        if message.reply:
-            peer.asking.pop(room, None)
-            if asked is not None:
-                self._remember_unserved(peer, room, asked[1])
+        if asked is not None:
+            self._remember_unserved(peer, room, asked[1])
+            theirs = peer.theirs.get(room)
+            if not message.events and theirs is not None:
+                # It had nothing we lack after all: ask again only when its
+                # vector changes (no ping-pong of empty answers).
+                peer.stalled[room] = _fingerprint(theirs)
             self._ask(peer, room)
             self._join_if_wanted(room)
 
-    def _store(self, peer: _Peer, room: bytes, raws: Iterable[bytes]) -> None:
-        before = set(self.store.live(room).events) if room in self._room_set() else set()
-        added, _ = self.store.add(room, list(raws))
+    @staticmethod
+    def _starts_room(room: bytes, raws: tuple[bytes, ...]) -> bool:
+        return any(event_id(raw) == room for raw in raws)
+
+    def _store(self, peer: _Peer, room: bytes, raws: tuple[bytes, ...]) -> int:
+        """Store a batch; return how many events were new."""
+        added, _ = self.store.add(room, raws)
         for reason in added.invalid.values():
             self.counters[f"invalid-event:{reason}"] += 1
         live = self.store.live(room)
-        new = [i for i in live.events if i not in before]
+        new = added.new
         self.counters["events-received"] += len(new)
-        self.counters["events-duplicate"] += max(0, len(list(raws)) - len(new))
+        self.counters["events-duplicate"] += max(0, len(raws) - len(new) - len(added.invalid))
         for identifier in new:
             status, why = live.status(identifier)
             if status == "pending":
@@ -624,15 +696,20 @@ class Replicator:
             self._origin.clear()
         if new:
             self.nudge()
+        return len(new)
 
     def _remember_unserved(self, peer: _Peer, room: bytes, want: sync.Want) -> None:
-        held = self.store.held(room) if room in self._room_set() else {}
+        """Ids asked of the peer that it did not send: not asked of it again for a while.
+
+        Ranges are not remembered: below the tops of its vector the peer
+        holds every event, so a range it did not fully serve was cut by the
+        batch bounds and is asked again.
+        """
         known = self.store.live(room).events if room in self._room_set() else {}
-        skip, skip_ids = peer.skip.setdefault(room, (set(), set()))
-        for device, low, high in want.ranges:
-            seqs = held.get(device, {})
-            skip.update((device, s) for s in range(low, high + 1) if s not in seqs)
+        skip_ids = peer.skip.setdefault(room, (set(), set()))[1]
         skip_ids.update(i for i in want.ids if i not in known)
+        if len(skip_ids) > MAX_SKIPPED_IDS:
+            skip_ids.clear()  # start afresh rather than grow
 
     def _join_if_wanted(self, room: bytes) -> None:
         if room not in self.rooms.wanted() or room not in self._room_set():
@@ -659,9 +736,8 @@ class Replicator:
     # --- receipts ---------------------------------------------------------------------------
 
     def _send_receipts(self, peer: _Peer, room: bytes, receipts: list[sync.Receipt]) -> None:
-        for start in range(0, len(receipts), sync.MAX_RECEIPTS):
-            chunk = receipts[start : start + sync.MAX_RECEIPTS]
-            self._send(peer, sync.Receipts(room, tuple(r.raw for r in chunk)))
+        for part in sync.batches([r.raw for r in receipts], sync.MAX_RECEIPTS, MAX_PART):
+            self._send(peer, sync.Receipts(room, tuple(part)))
 
     def _on_receipts(self, peer: _Peer, message: sync.Receipts) -> None:
         room = message.room
@@ -731,11 +807,9 @@ class Replicator:
         co_members: set[bytes] = {bytes(account.account_key)}
         for room in self._room_set():
             state = self.store.live(room).resolution.state
-            if (
-                state is not None
-                and sync.access(state, account.account_key, account.kind, account.email)
-                is not Access.NONE
-            ):
+            # Only rooms it is in (or invited to): a stranger's access to a
+            # room that allows externals must not tell it who is inside.
+            if state is not None and self._engaged(peer, room):
                 co_members.update(bytes(a) for a in state.membership)
         accounts, devices = self.directory.certificates()
         emails = {a.email for a in accounts if bytes(a.account_key) in co_members}
@@ -781,7 +855,9 @@ class Replicator:
 
     def _on_trust_ids(self, peer: _Peer, message: sync.TrustIds) -> None:
         have = self._trust_items()
-        wanted = tuple(i for i in message.ids if i not in have)
+        # Not what we refused before (another authority's certificate, an
+        # expired one...): it would come again every round.
+        wanted = tuple(i for i in message.ids if i not in have and i not in self._refused_trust)
         if wanted:
             self._send(peer, sync.TrustWant(wanted))
 
@@ -820,12 +896,16 @@ class Replicator:
                 elif kind is TrustKind.REVOCATION:
                     if not self.trust.add_revocations([raw]):
                         self.counters["invalid-trust:revocation"] += 1
+                        self._refused_trust.add(identifier)
                         continue
                     revoked = True
                 else:
                     self.directory.add_summary(raw)
             except RemoteError as exc:
                 self.counters[f"invalid-trust:{kind.value}"] += 1
+                if len(self._refused_trust) > MAX_REFUSED_TRUST:
+                    self._refused_trust.clear()
+                self._refused_trust.add(identifier)
                 log.debug("refused a %s from %s: %s", kind.value, peer.verified.account.email, exc)
                 continue
             self._trust_items()[identifier] = (kind, raw)
@@ -891,6 +971,9 @@ class Replicator:
             except StorageError as exc:
                 self.counters["storage-error"] += 1
                 log.error(N_("replication could not read the database: %s"), exc.detail)
+            except Exception:  # a bug here must not stop the node: say it, go on
+                self.counters["internal-error"] += 1
+                log.exception("replication: pushing new events failed")
 
     def _push_arrivals(self) -> None:
         while arrivals := self.store.arrivals(self._journal):
@@ -902,6 +985,7 @@ class Replicator:
                 self._push(room, ids)
 
     def _push(self, room: bytes, ids: list[bytes]) -> None:
+        live = self.store.live(room)
         events = sorted(self.store.raws(room, ids), key=lambda e: (e.depth, e.id))
         if not events:
             return
@@ -920,6 +1004,7 @@ class Replicator:
                 e
                 for e in events
                 if allowed(e)
+                and live.status(e.id) != _UNVOUCHED  # from a device we cannot vouch for
                 and self._origin.get(e.id) != peer.key
                 and not (theirs and sync.covers(theirs.vector, bytes(e.device), e.seq))
             ]
@@ -950,6 +1035,9 @@ class Replicator:
             except StorageError as exc:
                 self.counters["storage-error"] += 1
                 log.error(N_("replication could not read the database: %s"), exc.detail)
+            except Exception:  # a bug here must not stop the node: say it, go on
+                self.counters["internal-error"] += 1
+                log.exception("replication: an anti-entropy round failed")
 
     def _round(self, rounds: int) -> None:
         # Another process may have added certificates, summaries or receipts.
@@ -960,10 +1048,12 @@ class Replicator:
         if rounds % 100 == 0:
             self.store.prune_arrivals()
         for peer in list(self._peers.values()):
-            if peer.trust_theirs != sync.trust_digest(self._view(peer)):
+            # Our digest, when it changed; and once a minute where we still
+            # differ (what was lost is sent again, not every round).
+            if rounds % 12 == 0 and peer.trust_theirs != sync.trust_digest(self._view(peer)):
                 peer.trust_sum_sent = None
                 peer.trust_ids_sent_for = None
-                self._send_trust_sum(peer)
+            self._send_trust_sum(peer)
             for room in rooms:
                 self._offer(peer, room, again=True, answer=room in peer.theirs)
                 if room in peer.theirs:

@@ -294,7 +294,13 @@ class Rooms:
 
     def list_rooms(self) -> list[RoomInfo]:
         """Every room this node holds where we are, were invited, or may join, by name."""
-        infos = [self.info(room) for room in self.store.rooms()]
+        # A room whose create event has not arrived (or was refused) has no
+        # state yet: not listed.
+        infos = [
+            self.info(room)
+            for room in self.store.rooms()
+            if self.store.live(room).resolution.state is not None
+        ]
         return sorted(infos, key=lambda i: (i.name.casefold(), i.room))
 
     def members(self, room: bytes, *, everyone: bool = False) -> list[MemberInfo]:

@@ -431,9 +431,9 @@ class PeerManager:
             *address,
             via,
         )
-        if self.application is not None:
-            self.application.connected(peer)
         try:
+            if self.application is not None:
+                self.application.connected(peer)
             await self._run_peer(peer)
         finally:
             if self.application is not None:

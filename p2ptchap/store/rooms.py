@@ -53,6 +53,8 @@ class Added:
 
     stored: int
     invalid: dict[bytes, str]
+    #: Ids of the events this batch stored (not those already held).
+    new: tuple[bytes, ...] = ()
 
 
 class RoomStore:
@@ -211,13 +213,18 @@ class RoomStore:
         """
         fresh: list[Event] = []
         invalid: dict[bytes, str] = {}
+        live = self.live(room)
         for raw in raws:
+            identifier = event_id(raw)
+            if identifier in live.events:
+                continue  # a duplicate costs a hash, not a parse and a signature check
             try:
                 fresh.append(parse_event(raw))
             except InvalidEvent as exc:
-                invalid[event_id(raw)] = exc.reason
-        live = self.live(room)
+                invalid[identifier] = exc.reason
         new = list({e.id: e for e in fresh if e.id not in live.events and e.room == room}.values())
+        if not new:
+            return Added(0, invalid), live.resolution
         full_before = live.full
         waiting = [e.id for e in live.resolution.pending]
         live.add_all(new)
@@ -233,7 +240,7 @@ class RoomStore:
             self._live.pop(room, None)  # reload from disk next time
             raise
         self._stale.discard(room)
-        return Added(len(new), invalid), resolution
+        return Added(len(new), invalid, tuple(e.id for e in new)), resolution
 
     def _write(
         self,

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,17 +75,6 @@ class Nodes:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=15)
         return process.returncode, out, err
-
-
-@pytest.fixture
-def nodes(cell: Path) -> Iterator[Nodes]:
-    running = Nodes(cell)
-    try:
-        yield running
-    finally:
-        for process in running.processes.values():
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_three_nodes_reach_each_other_through_one_static_peer_each(nodes: Nodes) -> None:

@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,6 @@ from tests.net.test_node_processes import Nodes, cli
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_cell(tmp_path_factory.mktemp("cell"), ["alice", "bruno", "carole"])
-
-
-@pytest.fixture
-def nodes(cell: Path) -> Iterator[Nodes]:
-    running = Nodes(cell)
-    try:
-        yield running
-    finally:
-        for process in running.processes.values():
-            process.kill()
-            process.wait(timeout=10)
 
 
 def ok(root: Path, *args: str) -> str:

@@ -6,8 +6,9 @@ others comes through trust gossip, as on a real network.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
@@ -57,6 +58,17 @@ class SyncCell:
         self.net = MemoryNetwork(seed, faults or Faults())
         self.settings = settings
         self.nodes: dict[str, SyncNode] = {}
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the network (and the nodes added meanwhile) for the ``async with`` block."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.net.run)
+            yield
+            nursery.cancel_scope.cancel()
+
+    async def add_many(self, *names: str) -> list[SyncNode]:
+        return [await self.add(name) for name in names]
 
     async def add(
         self, name: str, kind: Kind = Kind.AGENT, member: Member | None = None

@@ -91,8 +91,7 @@ async def test_random_cell_converges_after_partitions_and_loss(
     cell = SyncCell(
         tmp_path, org, seed, Faults(loss=0.2, duplicate=0.05, delay=(0.001, 0.05), reorder=0.1)
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
+    async with cell.running():
         nodes = [
             await cell.add(name, Kind.EXTERNAL if name == NAMES[-1] else Kind.AGENT)
             for name in NAMES
@@ -146,4 +145,3 @@ async def test_random_cell_converges_after_partitions_and_loss(
                 leaked = [e for e in received[node.name] if e.room == room]
                 assert not leaked, (room.hex(), node.name)
         assert checked >= 3
-        nursery.cancel_scope.cancel()

@@ -9,8 +9,9 @@ import trio
 import trio.testing
 
 from p2ptchap.core import codec, revocation, sync
-from p2ptchap.core.events import Membership
-from p2ptchap.core.identity import Kind
+from p2ptchap.core.events import EventType, Membership, make_event
+from p2ptchap.core.identity import Kind, VerifiedDevice
+from p2ptchap.net.connection import ConnectionFailed
 from p2ptchap.rooms import JOIN_REQUESTED
 from tests.conftest import NOW, Org
 from tests.sync.netcell import SyncCell, SyncNode
@@ -24,9 +25,8 @@ def cell(tmp_path: Path, org: Org) -> SyncCell:
 async def test_two_nodes_learn_each_other_and_share_a_room(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
-        alice, bob = await cell.add("alice"), await cell.add("bob")
+    async with cell.running():
+        alice, bob = await cell.add_many("alice", "bob")
         cell.net.mesh()
         await trio.sleep(2)
         # Trust gossip: each directory now holds the other's certificates.
@@ -43,7 +43,6 @@ async def test_two_nodes_learn_each_other_and_share_a_room(
             f"message {n}".encode() for n in range(5)
         ]
         assert alice.rooms.state(done.room) == bob.rooms.state(done.room)
-        nursery.cancel_scope.cancel()
 
 
 async def _room_with(
@@ -70,9 +69,8 @@ async def _room_with(
 async def test_store_and_forward_along_a_chain_whose_ends_never_meet(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
-        a, b, c = await cell.add("a"), await cell.add("b"), await cell.add("c")
+    async with cell.running():
+        a, b, c = await cell.add_many("a", "b", "c")
         cell.net.connect("a", "b")
         cell.net.connect("b", "c")
         await trio.sleep(3)
@@ -96,15 +94,13 @@ async def test_store_and_forward_along_a_chain_whose_ends_never_meet(
         assert [m.body for m in c.rooms.messages(room)] == [b"from A", b"from C while A is away"]
         assert not cell.net.linked("a", "c")
         assert not any({s.source, s.target} == {"a", "c"} for s in cell.net.sent)
-        nursery.cancel_scope.cancel()
 
 
 async def test_each_device_acknowledges_and_the_sender_sees_who_has_its_message(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
-        a, b, c = await cell.add("a"), await cell.add("b"), await cell.add("c")
+    async with cell.running():
+        a, b, c = await cell.add_many("a", "b", "c")
         cell.net.mesh()
         room = await _room_with(cell, a, b, c)
         cell.net.isolate("c")
@@ -121,15 +117,13 @@ async def test_each_device_acknowledges_and_the_sender_sees_who_has_its_message(
             c.verified.device.device_key,
         }
         assert delivery.read == ()  # read receipts are off unless the user turns them on
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_revocation_spreads_and_cuts_the_device_off(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
-        a, b, c = await cell.add("a"), await cell.add("b"), await cell.add("c")
+    async with cell.running():
+        a, b, c = await cell.add_many("a", "b", "c")
         cell.net.connect("a", "b")
         cell.net.connect("b", "c")
         room = await _room_with(cell, a, b, c)
@@ -146,15 +140,13 @@ async def test_a_revocation_spreads_and_cuts_the_device_off(
         await trio.sleep(3)
         to_c = [s for s in cell.net.sent[:] if s.target == "c"][before:]
         assert not any(b"not for a revoked device" in s.data for s in to_c)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_non_member_asking_for_a_private_room_is_refused(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
-        a, b = await cell.add("a"), await cell.add("b")
+    async with cell.running():
+        a, b = await cell.add_many("a", "b")
         await cell.add("mallory")
         cell.net.mesh()
         room = await _room_with(cell, a, b)
@@ -174,14 +166,12 @@ async def test_a_non_member_asking_for_a_private_room_is_refused(
         assert carried == []
         assert any(isinstance(m, sync.Refused) for m in answers)
         assert a.replicator.counters["refused-to-peer"] == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_malformed_message_closes_the_link_and_nothing_is_stored(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
+    async with cell.running():
         await cell.add("a")
         await cell.add("b")
         cell.net.connect("a", "b")
@@ -191,15 +181,13 @@ async def test_a_malformed_message_closes_the_link_and_nothing_is_stored(
         assert cell.net.protocol_errors == 1
         assert not cell.net.linked("a", "b")
         assert cell.nodes["a"].replicator.counters["malformed-message"] == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_joining_a_public_room_known_only_by_its_summary(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(cell.net.run)
-        a, b = await cell.add("a"), await cell.add("b")
+    async with cell.running():
+        a, b = await cell.add_many("a", "b")
         external = await cell.add("e", Kind.EXTERNAL)
         cell.net.mesh()
         room = a.rooms.create("Forum", public=True).room
@@ -214,4 +202,146 @@ async def test_joining_a_public_room_known_only_by_its_summary(
         assert b.rooms.info(room).membership is Membership.JOIN
         assert a.rooms.info(room).members == 2
         assert b.rooms.wanted() == []
-        nursery.cancel_scope.cancel()
+
+
+# --- what a hostile or broken peer cannot do (from the security review) ----------------
+
+
+async def test_a_member_who_left_then_is_banned_gets_the_ban_not_what_was_said_since(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cell.running():
+        a, b = await cell.add_many("a", "b")
+        cell.net.mesh()
+        room = await _room_with(cell, a, b)
+        b.rooms.leave(room)
+        await trio.sleep(2)
+        cell.net.disconnect("a", "b")
+        a.rooms.send(room, b"after Bob left")
+        a.rooms.ban(room, b.account.account_key)
+        before = len(cell.net.sent)
+        cell.net.connect("a", "b")
+        await trio.sleep(5)
+        to_b = [s.data for s in cell.net.sent[before:] if s.target == "b"]
+        assert not any(b"after Bob left" in data for data in to_b)
+        assert b.rooms.info(room).membership is not Membership.JOIN
+
+
+async def test_an_external_learns_only_the_people_of_rooms_it_is_in(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cell.running():
+        a, b = await cell.add_many("a", "b")
+        external = await cell.add("e", Kind.EXTERNAL)
+        carol = await cell.add("carol")
+        cell.net.connect("a", "b")
+        cell.net.connect("a", "carol")
+        await trio.sleep(2)
+        # A room that allows externals, without the external in it.
+        room = a.rooms.create("Ouvert", allow_externals=True).room
+        a.rooms.invite(room, carol.account.account_key)
+        await trio.sleep(1)
+        carol.rooms.join(room)
+        cell.net.connect("a", "e")
+        await trio.sleep(3)
+        known = external.rooms.directory
+        assert known.account(carol.account.account_key) is None
+        assert known.account(b.account.account_key) is None
+
+
+async def test_an_unsolicited_reply_is_a_push_and_an_unknown_room_is_not_stored(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cell.running():
+        a, mallory = await cell.add_many("a", "mallory")
+        cell.net.connect("a", "mallory")
+        await trio.sleep(1)
+        fake = mallory.rooms.create("Piège").room
+        raws = tuple(e.raw for e in mallory.rooms.store.events(fake))
+        link = cell.net._links[("mallory", "a")]
+        await link.send(sync.encode(sync.Events(fake, raws, True)))
+        await trio.sleep(1)
+        assert fake not in a.rooms.store.rooms()
+        assert a.replicator.counters["unsolicited-unknown-room"] == 1
+
+
+async def test_an_absurd_vector_costs_one_want_not_a_ping_pong(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cell.running():
+        a, b = await cell.add_many("a", "b")
+        cell.net.mesh()
+        room = await _room_with(cell, a, b)
+        link = cell.net._links[("b", "a")]
+        lie = sync.Vector(room, {bytes(32): (10**12, bytes(32))}, (), bytes(16))
+        before = len(cell.net.sent)
+        await link.send(sync.encode(lie))
+        await trio.sleep(10)
+        wants = [
+            s
+            for s in cell.net.sent[before:]
+            if s.source == "a" and isinstance(sync.decode_bytes(s.data), sync.Want)
+        ]
+        assert len(wants) <= 2  # one want, perhaps once more after the timeout
+
+
+async def test_events_of_made_up_devices_do_not_grow_the_vector_nor_spread(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock, org: Org
+) -> None:
+    async with cell.running():
+        a, b, mallory = await cell.add_many("a", "b", "mallory")
+        cell.net.mesh()
+        room = await _room_with(cell, a, b)
+        # Events signed by devices nobody certified, pushed at A.
+        strangers = [org.member(f"x{i}@interieur.gouv.fr", f"X{i}") for i in range(20)]
+        junk = [
+            make_event(
+                m.device_secret,
+                m.account.account_key,
+                EventType.MESSAGE,
+                {"body": b"junk"},
+                room=room,
+                seq=1,
+                prev_seq=None,
+                prev=[room],
+                depth=1,
+                ts=0,
+            ).raw
+            for m in strangers
+        ]
+        link = cell.net._links[("mallory", "a")]
+        await link.send(sync.encode(sync.Events(room, tuple(junk), False)))
+        await trio.sleep(3)
+        assert a.replicator.counters["event-rejected:unknown-sender"] == 20
+        vector = a.replicator._vector(room)
+        assert len(vector.vector) == 2  # A's and B's devices only
+        assert not any(b"junk" in s.data for s in cell.net.sent if s.target == "b")
+        assert mallory is not None
+
+
+class _Broken:
+    """A link whose connection died: every send fails as a real one would."""
+
+    def __init__(self, verified: VerifiedDevice) -> None:
+        self.verified = verified
+        self.sent = 0
+
+    async def send(self, data: bytes) -> None:
+        self.sent += 1
+        await trio.lowlevel.checkpoint()
+        raise ConnectionFailed("peer stopped reading")
+
+
+async def test_a_peer_whose_connection_fails_is_dropped_and_the_node_keeps_running(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cell.running():
+        a, b = await cell.add_many("a", "b")
+        broken = _Broken(b.verified)
+        a.replicator.connected(broken)
+        await trio.sleep(3)  # rounds and pushes keep trying to queue to it
+        a.rooms.create("Toujours là")
+        await trio.sleep(3)
+        assert broken.sent == 1
+        assert a.replicator._peers == {}
+        assert a.replicator.counters["internal-error"] == 0

@@ -1,0 +1,772 @@
+"""Replication benchmark: message latency, throughput into a room, sync efficiency.
+
+Each figure is measured next to a reference taken in the same run:
+
+* **latency** of one message, sent on node A until stored (accepted) on
+  node B, p50 and p99, against a raw trio TCP ping-pong round trip on
+  loopback.  Twice: with both nodes as in-process :class:`~p2ptchap.node.
+  Node` objects in one trio run on real loopback sockets and real SQLite
+  files (the sender calls ``Rooms.send`` then ``Replicator.nudge``, as an
+  interface inside the node would: the wire path alone), and with real
+  ``p2ptchap up`` processes where the message is written into A's database
+  by another process (this one), as the CLI does — A notices it at its next read of the
+  arrival journal, so that path includes up to one poll interval (0.25 s);
+* **throughput** into a three-member room: messages per second stored at
+  the sender and delivered (stored at both others), against ``Rooms.send``
+  on one node with no network; in-process nodes and real processes;
+* **sync efficiency**: node A holds a room of 10 000 events (2 000 with
+  ``--quick``), node B the same room
+  without 1 % of them (chosen at random, seeded), or without the last 1 %
+  (as after an absence), or nothing missing; they meet on the in-memory
+  network, which records every message.  Bytes carried until B holds
+  everything, against the bytes of the missing events themselves; requests
+  (``want``) sent by B; wall time, against storing the same missing events
+  into a copy of B directly (medians of three attempts, one with ``--quick``).
+
+Run:  .venv/bin/python bench/sync.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import datetime
+import gc
+import os
+import platform
+import random
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from p2ptchap import accounts
+from p2ptchap.api import control
+from p2ptchap.core import codec, peerwire, vault
+from p2ptchap.core.authority import TrustStore
+from p2ptchap.core.events import Event, EventType, Membership, make_event
+from p2ptchap.core.identity import VerifiedDevice
+from p2ptchap.node import Node, NodeConfig
+from p2ptchap.replication import Replicator, RevocationBook
+from p2ptchap.rooms import Me, Rooms, open_rooms
+from p2ptchap.store.db import DB_NAME, Database
+from p2ptchap.store.directory import DirectoryStore
+from p2ptchap.store.home import Home
+from p2ptchap.testing.memnet import Faults, MemoryNetwork
+
+PASSPHRASE = "phrase de passe du banc"
+DOMAIN = "x.gouv.fr"
+BODY = b"x" * 200  # an encrypted short message is about this size
+
+
+@dataclasses.dataclass
+class Flow:
+    """Latency A → B, and throughput A → B, C, with the events each node sent."""
+
+    latency: list[float]
+    #: the part of each latency spent in ``Rooms.send`` on A (signing, checking, storing)
+    sending: list[float]
+    accepted: float
+    delivered: float
+    wire: dict[str, int]
+
+
+@dataclasses.dataclass
+class Meeting:
+    """Two nodes meeting on the in-memory network until B holds what A holds."""
+
+    seconds: float
+    bytes: int
+    messages: int
+    wants: int
+    bytes_settled: int
+    messages_settled: int
+    by_type: dict[str, tuple[int, int]]
+    missing: int = 0
+    missing_bytes: int = 0
+    pending_before: int = 0
+    local_seconds: float = 0.0
+    all_seconds: list[float] = dataclasses.field(default_factory=list)
+    all_local: list[float] = dataclasses.field(default_factory=list)
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- set-up -----------------------------------------------------------------------------------
+
+
+def make_cell(root: Path, names: list[str]) -> Path:
+    """An authority and one enrolled home per name under ``root`` (minimum KDF cost)."""
+    now = int(time.time())
+    auth = Home(root / "auth", kdf=vault.MINIMUM)
+    accounts.create_authority(auth, "Autorité du banc", [DOMAIN], PASSPHRASE, now, os.urandom)
+    trust = root / "auth.trust"
+    accounts.export_trust(auth, trust)
+    for name in names:
+        home = Home(root / name, kdf=vault.MINIMUM)
+        request = root / f"{name}.req"
+        accounts.init_account(
+            home,
+            f"{name}@{DOMAIN}",
+            name.title(),
+            [trust],
+            request,
+            device_name="pc",
+            passphrase=PASSPHRASE,
+            now=now,
+            rng=os.urandom,
+        )
+        accounts.issue(
+            auth,
+            accounts.read_request(request),
+            root / f"{name}.cert",
+            external=False,
+            days=30,
+            passphrase=PASSPHRASE,
+            now=now,
+            rng=os.urandom,
+        )
+        accounts.enroll(home, root / f"{name}.cert", now)
+    return root
+
+
+def identity_of(home: Home) -> tuple[Me, TrustStore]:
+    """The device of ``home`` with its signing key, and the trust it holds."""
+    account, trust, _ = accounts.load_account(home, int(time.time()))
+    device = accounts.current_device(home)
+    secrets = accounts.DeviceSecrets.decode(
+        home.read_secret(home.device_key, PASSPHRASE, accounts.NO_ACCOUNT)
+    )
+    return Me(account, device, secrets.signing), trust
+
+
+def rooms_at(
+    path: Path, me: Me, trust: TrustStore, others: list[Me]
+) -> tuple[Rooms, RevocationBook]:
+    """Rooms for ``me`` on the database ``path``, knowing the certificates of ``others``."""
+    book = RevocationBook(trust)
+    db = Database(path)
+    directory = DirectoryStore(db, trust, book.revocations, lambda: int(time.time()))
+    rooms = Rooms(db, directory, me, time.time)
+    for other in others:
+        directory.add_account(other.account.raw)
+        directory.add_device(other.device.raw)
+    return rooms, book
+
+
+def copy_db(source: Path, target: Path) -> None:
+    """A consistent copy of a database, even one open elsewhere (SQLite's online backup)."""
+    with (
+        contextlib.closing(sqlite3.connect(source)) as origin,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        origin.backup(copy)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def holds(rooms: Rooms, room: bytes) -> bool:
+    return room in rooms.store.rooms()
+
+
+def accepted(rooms: Rooms, room: bytes, event: bytes) -> bool:
+    live = rooms.store.live(room)
+    return event in live.events and live.status(event)[0] == "accepted"
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(step)
+
+
+def wait_blocking(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the nodes did not get there in time")
+        time.sleep(step)
+
+
+# --- reference: raw TCP round trip -------------------------------------------------------------
+
+
+async def tcp_ping_pong(n: int, size: int = 400) -> list[float]:
+    """Round trips of ``size``-byte messages over one loopback trio TCP connection."""
+    times: list[float] = []
+
+    async def echo(stream: trio.SocketStream) -> None:
+        while data := await stream.receive_some(65536):
+            await stream.send_all(data)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        payload = b"p" * size
+        for _ in range(n):
+            start = time.perf_counter()
+            await stream.send_all(payload)
+            got = 0
+            while got < size:
+                got += len(await stream.receive_some(65536))
+            times.append(time.perf_counter() - start)
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    return times
+
+
+# --- reference: storing messages with no network ----------------------------------------------
+
+
+def local_send_rate(root: Path, m: int) -> float:
+    """``Rooms.send`` calls per second on one node's database, nothing connected."""
+    rooms = open_rooms(Home(root / "alone", kdf=vault.MINIMUM), PASSPHRASE, time.time)
+    room = rooms.create("Seul").room
+    start = time.perf_counter()
+    for _ in range(m):
+        rooms.send(room, BODY)
+    elapsed = time.perf_counter() - start
+    rooms.db.close()
+    return m / elapsed
+
+
+# --- in-process nodes on loopback TCP ---------------------------------------------------------
+
+
+WIRE_COUNTERS = ("events-pushed", "events-served", "events-duplicate")
+
+
+async def form_room(nodes: list[Node], name: str) -> bytes:
+    """A room made by the first node, every other node invited and joined."""
+    owner = nodes[0]
+    room = owner.rooms.create(name).room
+    for node in nodes[1:]:
+        owner.rooms.invite(room, node.account.account_key)
+    owner.replicator.nudge()
+    for node in nodes[1:]:
+        await wait_until(partial(holds, node.rooms, room), 10)
+        node.rooms.join(room)
+        node.replicator.nudge()
+
+    def everyone_joined() -> bool:
+        for node in nodes:
+            membership = node.rooms.state(room).membership
+            if any(membership.get(n.account.account_key) is not Membership.JOIN for n in nodes):
+                return False
+        return True
+
+    await wait_until(everyone_joined, 10)
+    return room
+
+
+async def in_process(root: Path, n: int, m: int) -> Flow:
+    """Latency (A → B) and throughput (A → B, C) with three in-process nodes."""
+    homes = [Home(root / name, kdf=vault.MINIMUM) for name in ("alice", "bruno", "carole")]
+    async with trio.open_nursery() as nursery:
+        first = Node(homes[0], PASSPHRASE, NodeConfig(port=0, mdns=False))
+        port = await nursery.start(first.run)
+        nodes = [first]
+        for home in homes[1:]:
+            node = Node(
+                home, PASSPHRASE, NodeConfig(port=0, mdns=False, peers=(("127.0.0.1", port),))
+            )
+            await nursery.start(node.run)
+            nodes.append(node)
+        await wait_until(lambda: all(len(x.peers.peers()) == 2 for x in nodes), 15)
+        a, b, c = nodes
+        pair = await form_room([a, b], "Latence")
+        trio_room = await form_room([a, b, c], "Débit")
+        await trio.sleep(1)  # let the receipts of the set-up go by
+
+        latencies: list[float] = []
+        sending: list[float] = []
+        for _ in range(n):
+            start = time.perf_counter()
+            event = a.rooms.send(pair, BODY).events[0]
+            sending.append(time.perf_counter() - start)
+            a.replicator.nudge()
+            while not accepted(b.rooms, pair, event):
+                await trio.sleep(0)
+            latencies.append(time.perf_counter() - start)
+        await trio.sleep(1)
+
+        before = [collections.Counter(x.replicator.counters) for x in nodes]
+        start = time.perf_counter()
+        last = b""
+        for _ in range(m):
+            last = a.rooms.send(trio_room, BODY).events[0]
+            a.replicator.nudge()
+            await trio.sleep(0)
+        accepted_s = time.perf_counter() - start
+        await wait_until(
+            lambda: accepted(b.rooms, trio_room, last) and accepted(c.rooms, trio_room, last),
+            600,
+            0.001,
+        )
+        delivered_s = time.perf_counter() - start
+        wire: collections.Counter[str] = collections.Counter()
+        for node, was in zip(nodes, before, strict=True):
+            wire.update(node.replicator.counters)
+            wire.subtract(was)
+        for node in nodes:
+            await node.stop()
+        nursery.cancel_scope.cancel()
+    return Flow(latencies, sending, accepted_s, delivered_s, {k: wire[k] for k in WIRE_COUNTERS})
+
+
+# --- real processes ---------------------------------------------------------------------------
+
+
+class Processes:
+    """``p2ptchap up`` processes on loopback, each logging to ``ROOT/NAME.log``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.running: list[subprocess.Popen[str]] = []
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("P2PTCHAP_")}
+        self.env.update(P2PTCHAP_PASSPHRASE=PASSPHRASE, P2PTCHAP_LANG="en")
+
+    def up(self, name: str, *peers: int) -> int:
+        args = [sys.executable, "-m", "p2ptchap", "--home", name, "up", "--port", "0", "--no-mdns"]
+        for port in peers:
+            args += ["--peer", f"127.0.0.1:{port}"]
+        log = (self.root / f"{name}.log").open("w")
+        process = subprocess.Popen(
+            args, cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        log.close()
+        self.running.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "Node running on port N; Ctrl-C to stop."
+        found = re.search(r"port (\d+)", line)
+        if not found:
+            raise RuntimeError(f"{name} did not start: {(self.root / f'{name}.log').read_text()}")
+        return int(found.group(1))
+
+    def peers(self, name: str) -> int:
+        return len(control.call(self.root / name, "peers"))
+
+    def close(self) -> None:
+        for process in self.running:
+            process.terminate()
+        for process in self.running:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def sync_counters(home: Path) -> collections.Counter[str]:
+    """The replication counters of the node running in ``home``."""
+    status = control.call(home, "status")
+    return collections.Counter({str(k): int(v) for k, v in status["sync"].items()})
+
+
+def reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection; each query outside a transaction sees the latest commit."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+
+
+def status_in(db: sqlite3.Connection, event: bytes) -> str | None:
+    row = db.execute("SELECT status FROM events WHERE id = ?", (event,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def join_by_processes(root: Path, room: bytes, owner: Rooms, names: list[str]) -> None:
+    """Invite ``names`` into ``room`` (written into the owner's database), and join."""
+    everyone = [owner.me.account.account_key]
+    for name in names:
+        account = owner.account_by_email(f"{name}@{DOMAIN}")
+        assert account is not None, f"{name} unknown to the owner's node"
+        owner.invite(room, account)
+        everyone.append(account)
+    for name in names:
+        rooms = open_rooms(Home(root / name, kdf=vault.MINIMUM), PASSPHRASE, time.time)
+        wait_blocking(partial(holds, rooms, room), 15)
+        rooms.join(room)
+        rooms.db.close()
+    wait_blocking(
+        lambda: all(
+            owner.state(room).membership.get(account) is Membership.JOIN for account in everyone
+        ),
+        15,
+    )
+
+
+def processes(root: Path, n: int, m: int, seed: int) -> Flow:
+    """The same as :func:`in_process` with ``p2ptchap up`` processes, written into by us."""
+    running = Processes(root)
+    try:
+        port = running.up("alice")
+        running.up("bruno", port)
+        running.up("carole", port)
+        wait_blocking(lambda: all(running.peers(x) == 2 for x in ("alice", "bruno", "carole")), 20)
+        # Opened once the peers are known: their certificates are in the directory.
+        owner = open_rooms(Home(root / "alice", kdf=vault.MINIMUM), PASSPHRASE, time.time)
+        pair = owner.create("Latence").room
+        join_by_processes(root, pair, owner, ["bruno"])
+        trio_room = owner.create("Débit").room
+        join_by_processes(root, trio_room, owner, ["bruno", "carole"])
+        time.sleep(1)
+
+        b_db, c_db = reader(root / "bruno" / DB_NAME), reader(root / "carole" / DB_NAME)
+        latencies: list[float] = []
+        sending: list[float] = []
+        pause = random.Random(seed)
+        for _ in range(n):
+            # At a random moment over two poll intervals: a message written
+            # right after the previous one was pushed would always wait a
+            # whole interval.
+            time.sleep(pause.uniform(0, 0.5))
+            start = time.perf_counter()
+            event = owner.send(pair, BODY).events[0]
+            sending.append(time.perf_counter() - start)
+            while status_in(b_db, event) != "accepted":
+                time.sleep(0.0005)
+            latencies.append(time.perf_counter() - start)
+        time.sleep(1)
+
+        names = ("alice", "bruno", "carole")
+        before = [sync_counters(root / name) for name in names]
+        start = time.perf_counter()
+        last = b""
+        for _ in range(m):
+            last = owner.send(trio_room, BODY).events[0]
+        accepted_s = time.perf_counter() - start
+        wait_blocking(
+            lambda: status_in(b_db, last) == "accepted" and status_in(c_db, last) == "accepted",
+            600,
+            0.002,
+        )
+        delivered_s = time.perf_counter() - start
+        time.sleep(0.5)  # the counters are read from the nodes
+        wire: collections.Counter[str] = collections.Counter()
+        for name, was in zip(names, before, strict=True):
+            wire.update(sync_counters(root / name))
+            wire.subtract(was)
+        owner.db.close()
+        b_db.close()
+        c_db.close()
+    finally:
+        running.close()
+    return Flow(latencies, sending, accepted_s, delivered_s, {k: wire[k] for k in WIRE_COUNTERS})
+
+
+# --- sync efficiency on the in-memory network -------------------------------------------------
+
+
+def build_room(
+    folder: Path, alice: Me, bruno: Me, trust: TrustStore, size: int
+) -> tuple[Rooms, bytes, list[Event]]:
+    """A room of ``size`` events in Alice's database, two members talking.
+
+    They alternate by ten messages, with a topic change every 1 000 events;
+    the last 1 % are all Alice's (Bruno away).  Returns the room's events in
+    the order written.
+    """
+    a, _ = rooms_at(folder / "a.db", alice, trust, [bruno])
+    scratch, _ = rooms_at(folder / "scratch.db", bruno, trust, [alice])
+    room = a.create("Synchronisation").room
+    a.invite(room, bruno.account.account_key)
+    scratch.store.add(room, [e.raw for e in a.store.events(room)])
+    joined = scratch.join(room).events[0]
+    a.store.add(room, [e.raw for e in scratch.store.events(room) if e.id == joined])
+    scratch.db.close()
+
+    written = list(a.store.events(room))
+    head = a.store.live(room).heads()[-1]
+    last: dict[bytes, tuple[int, bytes]] = {}
+    for me in (alice, bruno):
+        top = a.store.last_of(room, bytes(me.device.device_key))
+        assert top is not None
+        last[bytes(me.device.device_key)] = (top[0], top[1])
+    count = size - len(written)
+    away = count - size // 100
+    batch: list[bytes] = []
+    ts = int(time.time() * 1000)
+    for i in range(count):
+        me = alice if i >= away or (i // 10) % 2 == 0 else bruno
+        kind, key = EventType.MESSAGE, None
+        content: dict[codec.Key, codec.Value] = {"body": BODY}
+        if i % 1000 == 999:  # only the admin may
+            me, kind, key = alice, EventType.TOPIC, ""
+            content = {"topic": f"point {i}"}
+        device = bytes(me.device.device_key)
+        seq, previous = last[device]
+        assert me.secret is not None
+        head = make_event(
+            me.secret,
+            me.account.account_key,
+            kind,
+            content,
+            room=room,
+            seq=seq + 1,
+            prev_seq=previous,
+            prev=[head.id],
+            depth=head.depth + 1,
+            ts=ts + i,
+            state_key=key,
+        )
+        last[device] = (seq + 1, head.id)
+        written.append(head)
+        batch.append(head.raw)
+        if len(batch) == 500:
+            a.store.add(room, batch)
+            batch = []
+    if batch:
+        a.store.add(room, batch)
+    assert len(a.store.live(room).resolution.accepted) == len(written)
+    return a, room, written
+
+
+def lagging_copy(
+    path: Path,
+    bruno: Me,
+    alice: Me,
+    trust: TrustStore,
+    room: bytes,
+    events: list[Event],
+    skip: set[bytes],
+) -> float:
+    """Bruno's database holding ``events`` but ``skip``; return the seconds it took."""
+    b, _ = rooms_at(path, bruno, trust, [alice])
+    kept = [e.raw for e in events if e.id not in skip]
+    start = time.perf_counter()
+    for i in range(0, len(kept), 500):
+        b.store.add(room, kept[i : i + 500])
+    elapsed = time.perf_counter() - start
+    b.db.close()
+    return elapsed
+
+
+async def meet(
+    a: Replicator,
+    b: Replicator,
+    ids: tuple[VerifiedDevice, VerifiedDevice],
+    room: bytes,
+    settle: float,
+) -> Meeting:
+    """Connect A and B on the in-memory network; what it took for B to hold everything."""
+    net = MemoryNetwork(0, Faults(delay=(0.0, 0.0)))
+    target = len(a.store.live(room).events)
+
+    def done() -> bool:
+        live = b.store.live(room)
+        return len(live.events) == target and not live.resolution.pending
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(net.run)
+        await net.add("a", a, ids[0])
+        await net.add("b", b, ids[1])
+        start = time.perf_counter()
+        net.connect("a", "b")
+        await wait_until(done, 600, 0.001)
+        elapsed = time.perf_counter() - start
+        at_done = len(net.sent)
+        await trio.sleep(settle)
+        nursery.cancel_scope.cancel()
+
+    by_type: dict[str, list[int]] = {}
+    for record in net.sent:
+        key = f"{record.source}→{record.target} {_kind(record.data)}"
+        entry = by_type.setdefault(key, [0, 0])
+        entry[0] += 1
+        entry[1] += len(record.data)
+    until = net.sent[:at_done]
+    return Meeting(
+        seconds=elapsed,
+        bytes=sum(len(s.data) for s in until),
+        messages=at_done,
+        wants=sum(1 for s in until if s.source == "b" and _kind(s.data) == "want"),
+        bytes_settled=sum(len(s.data) for s in net.sent),
+        messages_settled=len(net.sent),
+        by_type={k: (v[0], v[1]) for k, v in sorted(by_type.items())},
+    )
+
+
+def _kind(data: bytes) -> str:
+    message = peerwire.decode(data)
+    return message.type if isinstance(message, peerwire.Other) else type(message).__name__
+
+
+def sync_efficiency(root: Path, size: int, seed: int, repeat: int) -> dict[str, Meeting]:
+    """The three cases (nothing, 1 % at random, the last 1 % missing); medians of ``repeat``."""
+    alice, trust = identity_of(Home(root / "alice", kdf=vault.MINIMUM))
+    bruno, _ = identity_of(Home(root / "bruno", kdf=vault.MINIMUM))
+    folder = root / "sync"
+    folder.mkdir()
+    start = time.perf_counter()
+    a, room, events = build_room(folder, alice, bruno, trust, size)
+    progress(f"room of {len(events)} events built in {time.perf_counter() - start:.1f} s")
+    mine = bytes(alice.device.device_key)
+    messages = [e for e in events if e.type is EventType.MESSAGE and bytes(e.device) == mine]
+    hundredth = len(events) // 100
+    cases = {
+        "none": set[bytes](),
+        "random": {e.id for e in random.Random(seed).sample(messages, hundredth)},
+        "last": {e.id for e in events[-hundredth:]},
+    }
+    ids = (VerifiedDevice(alice.account, alice.device), VerifiedDevice(bruno.account, bruno.device))
+    results: dict[str, Meeting] = {}
+    for case, skip in cases.items():
+        pristine = folder / f"b-{case}.db"
+        if skip:
+            built = lagging_copy(pristine, bruno, alice, trust, room, events, skip)
+            progress(f"B without {len(skip)} of them built in {built:.1f} s")
+        else:
+            copy_db(folder / "a.db", pristine)
+        missing = [e.raw for e in events if e.id in skip]
+        meetings: list[Meeting] = []
+        local: list[float] = []
+        for attempt in range(repeat):
+            # Each attempt from fresh copies of the same two databases.
+            copy_db(folder / "a.db", folder / f"a-{case}-{attempt}.db")
+            copy_db(pristine, folder / f"b-{case}-{attempt}.db")
+            a_rooms, a_book = rooms_at(folder / f"a-{case}-{attempt}.db", alice, trust, [bruno])
+            b_rooms, b_book = rooms_at(folder / f"b-{case}-{attempt}.db", bruno, trust, [alice])
+            for opened in (a_rooms, b_rooms):
+                opened.store.live(room)  # opened from disk, as in a running node
+            a_repl, b_repl = Replicator(a_rooms, a_book), Replicator(b_rooms, b_book)
+            gc.collect()  # every timing starts from a clean heap
+            meetings.append(trio.run(meet, a_repl, b_repl, ids, room, 1.0))
+            a_rooms.db.close()
+            b_rooms.db.close()
+            del a_rooms, b_rooms, a_repl, b_repl
+            # The reference: the same events stored into a copy of B, no network.
+            copy_db(pristine, folder / f"ref-{case}-{attempt}.db")
+            ref_rooms, _ = rooms_at(folder / f"ref-{case}-{attempt}.db", bruno, trust, [alice])
+            pending = len(ref_rooms.store.live(room).resolution.pending)
+            gc.collect()
+            start = time.perf_counter()
+            if missing:
+                ref_rooms.store.add(room, missing)
+            local.append(time.perf_counter() - start)
+            assert not ref_rooms.store.live(room).resolution.pending
+            ref_rooms.db.close()
+            del ref_rooms
+        outcome = sorted(meetings, key=lambda x: x.seconds)[len(meetings) // 2]
+        outcome.missing = len(missing)
+        outcome.missing_bytes = sum(len(raw) for raw in missing)
+        outcome.pending_before = pending
+        outcome.local_seconds = statistics.median(local)
+        outcome.all_seconds = [x.seconds for x in meetings]
+        outcome.all_local = local
+        results[case] = outcome
+    a.db.close()
+    return results
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (under ~30 s)")
+    parser.add_argument(
+        "--seed", type=int, default=5, help="which events B misses; when messages are written"
+    )
+    args = parser.parse_args()
+    n, n_proc, m, size, repeat = (
+        (30, 10, 300, 2_000, 1) if args.quick else (200, 100, 2_000, 10_000, 3)
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
+        root = Path(folder)
+        rtt = trio.run(tcp_ping_pong, max(n, 200))
+        make_cell(root / "nodes", ["alice", "bruno", "carole", "alone"])
+        local = local_send_rate(root / "nodes", m)
+        progress("in-process nodes…")
+        inproc = trio.run(in_process, root / "nodes", n, m)
+        progress("node processes…")
+        make_cell(root / "processes", ["alice", "bruno", "carole"])
+        procs = processes(root / "processes", n_proc, m, args.seed)
+        progress("sync efficiency…")
+        make_cell(root / "memnet", ["alice", "bruno"])
+        sync = sync_efficiency(root / "memnet", size, args.seed, repeat)
+
+    print(f"date: {datetime.date.today()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print()
+    print("| measure | value | reference (same run) | ratio |")
+    print("|---|---|---|---|")
+    r50, r99 = percentile(rtt, 0.5) * 1000, percentile(rtt, 0.99) * 1000
+    for label, flow in (
+        ("in-process nodes", inproc),
+        ("processes, written by a third process (+ A's poll, ≤ 0.25 s)", procs),
+    ):
+        for q, ref in ((0.5, r50), (0.99, r99)):
+            value = percentile(flow.latency, q) * 1000
+            print(
+                f"| latency A → B stored, {label}, p{int(q * 100)} of {len(flow.latency)} "
+                f"| {value:.2f} ms | TCP ping-pong round trip {ref:.3f} ms | {value / ref:.0f} |"
+            )
+        part = percentile(flow.sending, 0.5) * 1000
+        fastest = min(flow.latency) * 1000
+        print(
+            f"| … fastest; `Rooms.send` on A (p50) | {fastest:.2f} ms; {part:.2f} ms "
+            f"| {r50:.3f} ms | {fastest / r50:.0f} |"
+        )
+    for label, flow in (("in-process nodes", inproc), ("processes", procs)):
+        for what, seconds in (("stored at A", flow.accepted), ("at B and C", flow.delivered)):
+            rate = m / seconds
+            print(
+                f"| 3-member room, {label}: {m} messages {what} "
+                f"| {rate:.0f} /s | `Rooms.send` alone {local:.0f} /s | {rate / local:.2f} |"
+            )
+        sent = flow.wire["events-pushed"] + flow.wire["events-served"]
+        print(
+            f"| … events sent per event delivered ({label}) "
+            f"| {sent / (2 * m):.2f} ({flow.wire['events-duplicate']} duplicates received) "
+            f"| 1 (each recipient once) | {sent / (2 * m):.2f} |"
+        )
+    for case, label in (("random", "1 % missing at random"), ("last", "the last 1 % missing")):
+        out = sync[case]
+        print(
+            f"| sync, {size} events, {label} ({out.missing}; {out.pending_before} pending on B): "
+            f"bytes both ways until B holds all "
+            f"| {out.bytes:,} B in {out.messages} messages ({out.bytes_settled:,} B in "
+            f"{out.messages_settled} with the receipt after) "
+            f"| the missing events {out.missing_bytes:,} B | {out.bytes / out.missing_bytes:.2f} |"
+        )
+        print(
+            f"| … requests by B; wall time | {out.wants} `want`; {out.seconds * 1000:.0f} ms "
+            f"| storing them into B directly {out.local_seconds * 1000:.0f} ms "
+            f"| {out.seconds / out.local_seconds:.2f} |"
+        )
+    none = sync["none"]
+    print(
+        f"| sync, {size} events, nothing missing: bytes both ways "
+        f"| {none.bytes_settled:,} B in {none.messages_settled} messages | — | — |"
+    )
+    print()
+    for case, out in sync.items():
+        print(f"messages of the '{case}' case: {out.by_type}")
+        print(
+            f"  wall times (s): {[round(x, 3) for x in out.all_seconds]}, "
+            f"local: {[round(x, 3) for x in out.all_local]}"
+        )
+
+
+if __name__ == "__main__":
+    main()
