@@ -65,9 +65,9 @@ from p2ptchap.store.db import DB_NAME, Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.home import Home
 from p2ptchap.testing.memnet import Faults, MemoryNetwork
+from tests.net.cell import PASSPHRASE, make_cell
 
-PASSPHRASE = "phrase de passe du banc"
-DOMAIN = "x.gouv.fr"
+DOMAIN = "x.gouv.fr"  # make_cell's
 BODY = b"x" * 200  # an encrypted short message is about this size
 
 
@@ -107,41 +107,6 @@ def progress(text: str) -> None:
 
 
 # --- set-up -----------------------------------------------------------------------------------
-
-
-def make_cell(root: Path, names: list[str]) -> Path:
-    """An authority and one enrolled home per name under ``root`` (minimum KDF cost)."""
-    now = int(time.time())
-    auth = Home(root / "auth", kdf=vault.MINIMUM)
-    accounts.create_authority(auth, "Autorité du banc", [DOMAIN], PASSPHRASE, now, os.urandom)
-    trust = root / "auth.trust"
-    accounts.export_trust(auth, trust)
-    for name in names:
-        home = Home(root / name, kdf=vault.MINIMUM)
-        request = root / f"{name}.req"
-        accounts.init_account(
-            home,
-            f"{name}@{DOMAIN}",
-            name.title(),
-            [trust],
-            request,
-            device_name="pc",
-            passphrase=PASSPHRASE,
-            now=now,
-            rng=os.urandom,
-        )
-        accounts.issue(
-            auth,
-            accounts.read_request(request),
-            root / f"{name}.cert",
-            external=False,
-            days=30,
-            passphrase=PASSPHRASE,
-            now=now,
-            rng=os.urandom,
-        )
-        accounts.enroll(home, root / f"{name}.cert", now)
-    return root
 
 
 def identity_of(home: Home) -> tuple[Me, TrustStore]:
