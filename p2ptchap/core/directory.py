@@ -25,10 +25,11 @@ from collections.abc import Iterable
 from typing import Final
 
 from p2ptchap.core import codec
+from p2ptchap.core.envelope import open_envelope, seal
 from p2ptchap.core.errors import N_, DecodeError, RemoteError
 from p2ptchap.core.events import ID_SIZE, MAX_NAME, MAX_TOPIC
 from p2ptchap.core.identity import AccountCertificate, Kind
-from p2ptchap.core.keys import KEY_SIZE, SIGNATURE_SIZE, AccountKey, DeviceKey, DeviceSecret
+from p2ptchap.core.keys import KEY_SIZE, AccountKey, DeviceKey, DeviceSecret
 from p2ptchap.core.room import RoomState
 
 _WORD = re.compile(r"[^\W_]+")
@@ -157,7 +158,7 @@ def make_summary(secret: DeviceSecret, account: AccountKey, state: RoomState, ts
             "device": bytes(secret.public_key()),
         }
     )
-    return codec.encode({"body": body, "sig": secret.sign(SUMMARY_CONTEXT + body)})
+    return seal(secret, SUMMARY_CONTEXT, body)
 
 
 def parse_summary(raw: bytes) -> RoomSummary:
@@ -167,18 +168,12 @@ def parse_summary(raw: bytes) -> RoomSummary:
     question (it holds the directory).
     """
     try:
-        outer = codec.expect_map(codec.decode(raw, _SUMMARY_LIMITS), "summary")
-        codec.only_keys(outer, ("body", "sig"), "summary")
-        body_bytes = codec.get_bytes(outer, "body", "summary")
-        signature = codec.get_bytes(outer, "sig", "summary", size=SIGNATURE_SIZE)
-        body = codec.expect_map(codec.decode(body_bytes, _SUMMARY_LIMITS), "summary body")
-        codec.only_keys(
-            body,
+        body_bytes, body, signature = open_envelope(
+            raw,
+            lambda data: codec.decode(data, _SUMMARY_LIMITS),
+            "summary",
             ("v", "room", "public", "name", "topic", "members", "ts", "account", "device"),
-            "summary body",
         )
-        if codec.get_int(body, "v", "summary") != 1:
-            raise DecodeError("unknown summary version")
         public = codec.field(body, "public", "summary")
         if not isinstance(public, bool):
             raise DecodeError("summary: public is a boolean")

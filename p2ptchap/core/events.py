@@ -46,8 +46,9 @@ from typing import Final
 from p2ptchap.core import codec
 from p2ptchap.core.addresses import InvalidAddress, normalise_email
 from p2ptchap.core.codec import Limits
+from p2ptchap.core.envelope import open_envelope, seal
 from p2ptchap.core.errors import DecodeError, RemoteError
-from p2ptchap.core.keys import KEY_SIZE, SIGNATURE_SIZE, AccountKey, DeviceKey, DeviceSecret
+from p2ptchap.core.keys import KEY_SIZE, AccountKey, DeviceKey, DeviceSecret
 
 EVENT_CONTEXT: Final = b"p2ptchap/1 event\x00"
 ID_SIZE: Final = 32
@@ -323,7 +324,7 @@ def make_event(
     if prev:
         body["prev"] = list[codec.Value](sorted(set(prev)))
     encoded = codec.encode(body)
-    raw = codec.encode({"body": encoded, "sig": secret.sign(EVENT_CONTEXT + encoded)})
+    raw = seal(secret, EVENT_CONTEXT, encoded)
     return parse_event(raw)
 
 
@@ -347,6 +348,22 @@ def reload_event(raw: bytes) -> Event:
     return _parse(raw, stored=True)
 
 
+_FIELDS: Final = (
+    "v",
+    "type",
+    "room",
+    "state_key",
+    "account",
+    "device",
+    "seq",
+    "prev_seq",
+    "prev",
+    "depth",
+    "ts",
+    "content",
+)
+
+
 def _parse(raw: bytes, *, stored: bool) -> Event:
     def decode(data: bytes) -> codec.Value:
         return codec.decode_trusted(data) if stored else codec.decode(data, _LIMITS)
@@ -354,31 +371,7 @@ def _parse(raw: bytes, *, stored: bool) -> Event:
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent("oversized", f"{len(raw)} bytes")
     try:
-        outer = codec.expect_map(decode(raw), "event")
-        codec.only_keys(outer, ("body", "sig"), "event")
-        encoded = codec.get_bytes(outer, "body", "event")
-        signature = codec.get_bytes(outer, "sig", "event", size=SIGNATURE_SIZE)
-        body = codec.expect_map(decode(encoded), "event body")
-        codec.only_keys(
-            body,
-            (
-                "v",
-                "type",
-                "room",
-                "state_key",
-                "account",
-                "device",
-                "seq",
-                "prev_seq",
-                "prev",
-                "depth",
-                "ts",
-                "content",
-            ),
-            "event body",
-        )
-        if codec.get_int(body, "v", "event") != 1:
-            raise DecodeError("unknown event version")
+        encoded, body, signature = open_envelope(raw, decode, "event", _FIELDS)
         kind = EventType(codec.get_text(body, "type", "event", 32))
         state_key = codec.get_text(body, "state_key", "event", 320) if "state_key" in body else None
         content = codec.expect_map(codec.field(body, "content", "event"), "content")

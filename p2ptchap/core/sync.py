@@ -35,10 +35,11 @@ from typing import Final
 
 from p2ptchap.core import codec
 from p2ptchap.core.codec import Limits
+from p2ptchap.core.envelope import open_envelope, seal
 from p2ptchap.core.errors import N_, DecodeError, RemoteError
 from p2ptchap.core.events import ID_SIZE, MAX_EVENT_BYTES, MAX_PREV, Membership
 from p2ptchap.core.identity import Kind
-from p2ptchap.core.keys import KEY_SIZE, SIGNATURE_SIZE, AccountKey, DeviceKey, DeviceSecret
+from p2ptchap.core.keys import KEY_SIZE, AccountKey, DeviceKey, DeviceSecret
 from p2ptchap.core.room import RoomState
 
 #: Most devices a version vector may list (a room of 1 000 people with four
@@ -591,7 +592,7 @@ def make_receipt(
             "vv": [[device, seq] for device, seq in entries],
         }
     )
-    return codec.encode({"body": body, "sig": secret.sign(RECEIPT_CONTEXT + body)})
+    return seal(secret, RECEIPT_CONTEXT, body)
 
 
 def parse_receipt(raw: bytes) -> Receipt:
@@ -602,16 +603,12 @@ def parse_receipt(raw: bytes) -> Receipt:
     try:
         if len(raw) > MAX_RECEIPT_BYTES:
             raise DecodeError("receipt too large")
-        outer = codec.expect_map(codec.decode(raw, _RECEIPT_LIMITS), "receipt")
-        codec.only_keys(outer, ("body", "sig"), "receipt")
-        body_bytes = codec.get_bytes(outer, "body", "receipt")
-        signature = codec.get_bytes(outer, "sig", "receipt", size=SIGNATURE_SIZE)
-        body = codec.expect_map(codec.decode(body_bytes, _RECEIPT_LIMITS), "receipt body")
-        codec.only_keys(
-            body, ("v", "kind", "room", "account", "device", "ts", "vv"), "receipt body"
+        body_bytes, body, signature = open_envelope(
+            raw,
+            lambda data: codec.decode(data, _RECEIPT_LIMITS),
+            "receipt",
+            ("v", "kind", "room", "account", "device", "ts", "vv"),
         )
-        if codec.get_int(body, "v", "receipt") != 1:
-            raise DecodeError("unknown receipt version")
         try:
             kind = ReceiptKind(codec.get_text(body, "kind", "receipt", 16))
         except ValueError:

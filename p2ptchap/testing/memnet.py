@@ -137,6 +137,11 @@ class MemoryNetwork:
         for a, b in itertools.combinations(chosen, 2):
             self.connect(a, b)
 
+    def chain(self, *names: str) -> None:
+        """Link each node to the next only: ``a–b–c``, where ``a`` and ``c`` never meet."""
+        for a, b in itertools.pairwise(names):
+            self.connect(a, b)
+
     def disconnect(self, a: str, b: str, *, forever: bool = True) -> None:
         if forever:
             self.wanted.discard(frozenset((a, b)))

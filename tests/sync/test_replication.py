@@ -66,13 +66,19 @@ async def _room_with(
     return room
 
 
+async def _two_in_a_room(cell: SyncCell) -> tuple[SyncNode, SyncNode, bytes]:
+    """Nodes ``a`` and ``b``, linked, both members of a private room of ``a``."""
+    a, b = await cell.add_many("a", "b")
+    cell.net.mesh()
+    return a, b, await _room_with(cell, a, b)
+
+
 async def test_store_and_forward_along_a_chain_whose_ends_never_meet(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
         a, b, c = await cell.add_many("a", "b", "c")
-        cell.net.connect("a", "b")
-        cell.net.connect("b", "c")
+        cell.net.chain("a", "b", "c")
         await trio.sleep(3)
         # Trust data crosses B: A can invite C, whom it never met.
         assert a.rooms.directory.account(c.account.account_key) is not None
@@ -124,8 +130,7 @@ async def test_a_revocation_spreads_and_cuts_the_device_off(
 ) -> None:
     async with cell.running():
         a, b, c = await cell.add_many("a", "b", "c")
-        cell.net.connect("a", "b")
-        cell.net.connect("b", "c")
+        cell.net.chain("a", "b", "c")
         room = await _room_with(cell, a, b, c)
         record = revocation.revoke_device(
             c.member.secret, c.member.certificate, c.verified.device.device_key, NOW
@@ -211,9 +216,7 @@ async def test_a_member_who_left_then_is_banned_gets_the_ban_not_what_was_said_s
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b = await cell.add_many("a", "b")
-        cell.net.mesh()
-        room = await _room_with(cell, a, b)
+        a, b, room = await _two_in_a_room(cell)
         b.rooms.leave(room)
         await trio.sleep(2)
         cell.net.disconnect("a", "b")
@@ -269,9 +272,7 @@ async def test_an_absurd_vector_costs_one_want_not_a_ping_pong(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b = await cell.add_many("a", "b")
-        cell.net.mesh()
-        room = await _room_with(cell, a, b)
+        _, _, room = await _two_in_a_room(cell)
         link = cell.net._links[("b", "a")]
         lie = sync.Vector(room, {bytes(32): (10**12, bytes(32))}, (), bytes(16))
         before = len(cell.net.sent)
