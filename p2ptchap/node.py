@@ -140,7 +140,7 @@ class Node:
         self.rooms = Rooms(
             self.db,
             self.directory,
-            Me(self.account, self.device, secrets.signing),
+            Me(self.account, self.device, secrets.signing, secrets.exchange),
             clock,
             rng,
             read_receipts=config.read_receipts,
@@ -298,6 +298,8 @@ class Node:
             "rooms": len(self.rooms.store.rooms()),
             "rejected": dict(self.peers.rejections),
             "sync": self.replicator.health(),
+            # Messages whose key has not come yet (the node asks their senders).
+            "waiting_for_keys": len(self.rooms.undecrypted()),
         }
 
 

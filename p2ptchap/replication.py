@@ -67,7 +67,11 @@ log = logging.getLogger("p2ptchap.sync")
 _ACCESS_TYPES = frozenset(
     {EventType.MEMBER, EventType.EMAIL_INVITE, EventType.JOIN_RULE, EventType.EXTERNALS}
 )
-_UNVOUCHED = ("rejected", Rejection.UNKNOWN_SENDER.value)
+#: Statuses of events from devices we cannot vouch for (unknown, or revoked
+#: and built on by no valid device): not advertised nor pushed.
+_UNVOUCHED = frozenset(
+    {("rejected", Rejection.UNKNOWN_SENDER.value), ("rejected", Rejection.REVOKED_SENDER.value)}
+)
 #: No message is sent above this size (the channel's limit is 4 MiB).
 MAX_MESSAGE = 4 << 20
 #: Lists (receipts, trust items) are cut into messages of at most this many bytes.
@@ -177,6 +181,10 @@ class _Peer:
     trust_sum_sent: bytes | None = None
     trust_ids_sent_for: tuple[bytes, bytes] | None = None
     trust_theirs: bytes | None = None
+    #: Sessions of this peer whose keys we asked it for (asked again now and then).
+    keys_asked: set[bytes] = dataclasses.field(default_factory=set)
+    #: Sessions of ours this peer asked for and was answered (once per connection).
+    keys_answered: set[bytes] = dataclasses.field(default_factory=set)
 
     @property
     def verified(self) -> VerifiedDevice:
@@ -445,7 +453,7 @@ class Replicator:
             device: {
                 s: i
                 for s, i in seqs.items()
-                if live.status(i) != _UNVOUCHED and (allowed is None or allowed(live.events[i]))
+                if live.status(i) not in _UNVOUCHED and (allowed is None or allowed(live.events[i]))
             }
             for device, seqs in held.items()
         }
@@ -498,6 +506,7 @@ class Replicator:
 
     def _greet(self, peer: _Peer) -> None:
         self._send_trust_sum(peer)
+        self._ask_keys(peer)
         for room in self._room_set():
             self._offer(peer, room)
         if peer.verified.account.kind is Kind.AGENT:
@@ -529,6 +538,8 @@ class Replicator:
                 return self._on_trust_want(peer, message)
             case sync.TrustItems():
                 return self._on_trust_items(peer, message)
+            case sync.KeyRequest():
+                return self._on_key_request(peer, message)
         return None
 
     def _on_vector(self, peer: _Peer, message: sync.Vector) -> None:
@@ -696,7 +707,42 @@ class Replicator:
             self._origin.clear()
         if new:
             self.nudge()
+            # Keys that arrived unlock waiting messages; messages whose key
+            # is missing are asked for from their sender's device.
+            if self.rooms.decrypt_room(room) or self.rooms.undecrypted():
+                for other in list(self._peers.values()):
+                    self._ask_keys(other)
         return len(new)
+
+    # --- room keys ----------------------------------------------------------------------------
+
+    def _ask_keys(self, peer: _Peer) -> None:
+        """Ask ``peer`` for the keys of its sessions our waiting messages need.
+
+        Only the session's owner is asked: no one else may give that key.
+        """
+        wanted: dict[bytes, set[bytes]] = {}
+        for room, _event, owner, session, reason in self.rooms.undecrypted():
+            if owner == peer.key and reason == "no-key" and session not in peer.keys_asked:
+                wanted.setdefault(room, set()).add(session)
+        for room, sessions in wanted.items():
+            ordered = sorted(sessions)[: sync.MAX_KEY_REQUEST]
+            peer.keys_asked.update(ordered)
+            self.counters["key-requests-sent"] += 1
+            self._send(peer, sync.KeyRequest(room, tuple(ordered)))
+
+    def _on_key_request(self, peer: _Peer, message: sync.KeyRequest) -> None:
+        fresh = [s for s in message.sessions if s not in peer.keys_answered]
+        if not fresh or message.room not in self._room_set():
+            return
+        peer.keys_answered.update(fresh)
+        verified = peer.verified
+        done = self.rooms.answer_key_request(
+            message.room, verified.device.device_key, verified.account.account_key, fresh
+        )
+        self.counters["key-requests-answered" if done else "key-requests-refused"] += 1
+        if done:
+            self.nudge()
 
     def _remember_unserved(self, peer: _Peer, room: bytes, want: sync.Want) -> None:
         """Ids asked of the peer that it did not send: not asked of it again for a while.
@@ -787,6 +833,7 @@ class Replicator:
                 (TrustKind.DEVICE, [d.raw for d in devices]),
                 (TrustKind.REVOCATION, [r.raw for r in self.trust.revocations()]),
                 (TrustKind.SUMMARY, self.directory.summaries()),
+                (TrustKind.PREKEY, [raw for _, raw in self.rooms.prekey_records()]),
             ):
                 for raw in raws:
                     items[sync.trust_id(kind, raw)] = (kind, raw)
@@ -832,6 +879,11 @@ class Replicator:
                 or record.email in emails
             ):
                 allowed.add(sync.trust_id(TrustKind.REVOCATION, record.raw))
+        allowed.update(
+            sync.trust_id(TrustKind.PREKEY, raw)
+            for owner, raw in self.rooms.prekey_records()
+            if owner in co_members
+        )
         return {i: item for i, item in items.items() if i in allowed}
 
     def _send_trust_sum(self, peer: _Peer) -> None:
@@ -899,6 +951,10 @@ class Replicator:
                         self._refused_trust.add(identifier)
                         continue
                     revoked = True
+                elif kind is TrustKind.PREKEY:
+                    if not self.rooms.add_prekey(raw):
+                        self._refused_trust.add(identifier)  # older than one held
+                        continue
                 else:
                     self.directory.add_summary(raw)
             except RemoteError as exc:
@@ -1004,7 +1060,7 @@ class Replicator:
                 e
                 for e in events
                 if allowed(e)
-                and live.status(e.id) != _UNVOUCHED  # from a device we cannot vouch for
+                and live.status(e.id) not in _UNVOUCHED  # from a device we cannot vouch for
                 and self._origin.get(e.id) != peer.key
                 and not (theirs and sync.covers(theirs.vector, bytes(e.device), e.seq))
             ]
@@ -1047,7 +1103,12 @@ class Replicator:
         wanted = [r for r in self.rooms.wanted() if r not in rooms]
         if rounds % 100 == 0:
             self.store.prune_arrivals()
+        if rounds % 60 == 0 and self.rooms.crypto.ensure_prekey() is not None:
+            self.trust_changed(False)  # our new prekey goes out
         for peer in list(self._peers.values()):
+            if rounds % 12 == 0:
+                peer.keys_asked.clear()  # the owner may hold the key now
+            self._ask_keys(peer)
             # Our digest, when it changed; and once a minute where we still
             # differ (what was lost is sent again, not every round).
             if rounds % 12 == 0 and peer.trust_theirs != sync.trust_digest(self._view(peer)):

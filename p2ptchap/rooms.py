@@ -42,8 +42,9 @@ from p2ptchap.core.events import (
     make_event,
 )
 from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
-from p2ptchap.core.keys import AccountKey, DeviceKey, DeviceSecret, Rng
+from p2ptchap.core.keys import AccountKey, DeviceKey, DeviceSecret, ExchangeSecret, Rng
 from p2ptchap.core.live_room import LiveRoom
+from p2ptchap.core.megolm import OutboundSession
 from p2ptchap.core.room import DEFAULT_POWER, Rejection, RoomState
 from p2ptchap.core.sync import (
     Receipt,
@@ -52,9 +53,11 @@ from p2ptchap.core.sync import (
     parse_receipt,
     version_vector,
 )
+from p2ptchap.e2e import ENCRYPTED_TYPES, KEY_TYPES, RoomCrypto
 from p2ptchap.store.db import DB_NAME, Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.home import Home
+from p2ptchap.store.keys import KeyStore, storage_key
 from p2ptchap.store.receipts import ReceiptStore
 from p2ptchap.store.rooms import RoomStore, blob
 
@@ -69,6 +72,8 @@ PUBLIC_WARNING: Final = N_(
 JOIN_REQUESTED: Final = N_(
     "This node does not hold this room yet: it will join as soon as a peer brings it."
 )
+
+_REMOVALS: Final = (Membership.LEAVE.value, Membership.BAN.value)
 
 READ_ONLY: Final = N_("This needs the device key: give the passphrase to act in rooms.")
 
@@ -145,6 +150,8 @@ class Me:
     device: DeviceCertificate
     #: ``None`` for reading only (no passphrase asked).
     secret: DeviceSecret | None
+    #: The device's X25519 secret: opens room keys sent to it, seals those it sends.
+    exchange: ExchangeSecret | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -200,12 +207,19 @@ class Delivery:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Message:
+    """A message as shown: its decrypted body, or why it cannot be shown yet."""
+
     id: bytes
     sender: AccountKey
     name: str
     ts: int
-    body: bytes
+    #: ``None`` while the key has not arrived (``waiting`` says why).
+    body: bytes | None
     reply_to: bytes | None
+    waiting: str | None = None
+    #: Removed members who may have been able to read it (sent concurrently
+    #: with their removal, or by a device that had not seen the removal).
+    exposed_to: tuple[AccountKey, ...] = ()
 
 
 class Rooms:
@@ -229,10 +243,29 @@ class Rooms:
         self.directory = directory
         self.me = me
         self.clock = clock
-        self.store = RoomStore(db, directory.sender, directory.people, directory.basis)
+        self.store = RoomStore(db, directory.author, directory.known_person, directory.basis)
         # Our own certificates are in our directory, or our events would not count.
         directory.add_account(me.account.raw)
         directory.add_device(me.device.raw)
+        if (me.secret is None) != (me.exchange is None):
+            raise UsageError("the device's two secrets go together")
+        key = None
+        if me.secret is not None and me.exchange is not None:
+            key = storage_key(me.secret.secret_bytes(), me.exchange.secret_bytes())
+        self.keys = KeyStore(db, key, rng)
+        self.crypto = RoomCrypto(
+            self.keys,
+            directory,
+            me.account.account_key,
+            me.device.device_key,
+            me.secret,
+            me.exchange,
+            clock,
+            rng,
+        )
+        #: Per room, the accepted events already looked at for decryption.
+        self._decrypted_upto: dict[bytes, tuple[object, int, int]] = {}
+        self.crypto.ensure_prekey()
 
     # --- reading ---------------------------------------------------------------
 
@@ -324,17 +357,25 @@ class Rooms:
         return sorted(found, key=lambda m: (-m.level, m.name.casefold(), m.email))
 
     def messages(self, room: bytes, limit: int = 50) -> list[Message]:
-        """The latest accepted messages, oldest first (bodies as stored: opaque)."""
+        """The latest accepted messages, oldest first, decrypted where the key is held."""
+        self.decrypt_room(room)
         live = self._live(room)
-        redacted = {e.content["target"] for e in live.resolution.accepted if e.type is T.REDACTION}
+        accepted = live.resolution.accepted
+        redacted = {e.content["target"] for e in accepted if e.type is T.REDACTION}
+        edits = self._latest_edits(accepted)
+        waiting = {r[1]: r[4] for r in self.keys.undecrypted(room)} if self.keys.unlocked else {}
         found: list[Message] = []
-        for event in reversed(live.resolution.accepted):
+        for event in reversed(accepted):
             if event.type is not T.MESSAGE or event.id in redacted:
                 continue
             certificate = self.directory.account(event.account)
-            reply = event.content.get("reply_to")
-            body = event.content["body"]
-            assert isinstance(body, bytes)  # checked by the content schema
+            inner = self.keys.plaintext(event.id) if self.keys.unlocked else None
+            body: bytes | None = None
+            reply: codec.Value = None
+            if inner is not None:
+                text = edits.get(event.id, inner["body"])
+                assert isinstance(text, bytes)  # checked when decrypted
+                body, reply = text, inner.get("reply_to")
             found.append(
                 Message(
                     event.id,
@@ -343,11 +384,169 @@ class Rooms:
                     event.ts,
                     body,
                     reply if isinstance(reply, bytes) else None,
+                    None if inner is not None else waiting.get(event.id, "locked"),
+                    self._exposed(live, event),
                 )
             )
             if len(found) >= limit:
                 break
         return found[::-1]
+
+    def _latest_edits(self, accepted: list[Event]) -> dict[bytes, bytes]:
+        """Per message id, the body of its latest readable edit (by its author: the rules)."""
+        found: dict[bytes, bytes] = {}
+        if not self.keys.unlocked:
+            return found
+        for event in accepted:
+            if event.type is T.EDIT:
+                inner = self.keys.plaintext(event.id)
+                target = event.content["target"]
+                if inner is not None and isinstance(target, bytes):
+                    body = inner["body"]
+                    assert isinstance(body, bytes)
+                    found[target] = body
+        return found
+
+    def _exposed(self, live: LiveRoom, event: Event) -> tuple[AccountKey, ...]:
+        """Removed members the session of ``event`` was shared with, who had no right to it.
+
+        An account removed by a removal that does not have ``event`` in its
+        causal past (concurrent, or already known to the sender) — unless it
+        rejoined before ``event`` — may read ``event`` if it keeps what
+        relays send it.  The encrypted event names its session; the
+        ``room_key`` events of that session name who received it.
+        """
+        session = event.content.get("session")
+        receivers: set[bytes] = set()
+        for other in live.resolution.accepted:
+            if (
+                other.type is T.ROOM_KEY
+                and other.device == event.device
+                and other.content.get("session") == session
+            ):
+                shares = other.content["shares"]
+                assert isinstance(shares, dict)
+                receivers.update(
+                    bytes(c.account_key)
+                    for d in shares
+                    if isinstance(d, bytes)
+                    for c in [self.directory.device_certificate(d)]
+                    if c is not None
+                )
+        exposed = []
+        clock = live.clock(event.id) or {}
+        for removal in live.resolution.accepted:
+            if removal.type is not T.MEMBER or removal.content["membership"] not in _REMOVALS:
+                continue
+            target = removal.state_key
+            if target is None or bytes.fromhex(target) not in receivers:
+                continue
+            removal_clock = live.clock(removal.id) or {}
+            if removal_clock.get(bytes(event.device), 0) >= event.seq:
+                continue  # the event came before the removal: read while a member
+            rejoined = any(
+                e.type is T.MEMBER
+                and e.state_key == target
+                and e.content["membership"] == "join"
+                and (live.clock(e.id) or {}).get(bytes(removal.device), 0) >= removal.seq
+                and clock.get(bytes(e.device), 0) >= e.seq
+                for e in live.resolution.accepted
+            )
+            if not rejoined:
+                exposed.append(AccountKey(bytes.fromhex(target)))
+        return tuple(dict.fromkeys(exposed))
+
+    def decrypt_room(self, room: bytes) -> int:
+        """Take in new key events and decrypt new messages of ``room``; how many were decrypted.
+
+        Messages whose key has not arrived are recorded as waiting (the node
+        asks their sender's device for the key); they are tried again when a
+        key event arrives.
+        """
+        live = self._live(room)
+        state = live.resolution.state
+        if state is None or not self.keys.unlocked:
+            return 0
+        accepted = live.resolution.accepted
+        mark = (self.db.query("PRAGMA data_version")[0][0], id(live), len(accepted))
+        if self._decrypted_upto.get(room) == mark:
+            return 0
+        decrypted = 0
+        with self.db.transaction():
+            processed = self.keys.processed(room)
+            taught = False
+            for event in accepted:
+                if event.type in KEY_TYPES and event.id not in processed:
+                    taught |= bool(self.crypto.take_keys(event, state))
+                    self.keys.mark_processed(room, event.id)
+            done = self.keys.decrypted(room)
+            waiting = {r[1] for r in self.keys.undecrypted(room)}
+            for event in accepted:
+                if event.type not in ENCRYPTED_TYPES or event.id in done:
+                    continue
+                if event.id in waiting and not taught:
+                    continue  # nothing new to try it with
+                if self.crypto.decrypt(event) is not None:
+                    decrypted += 1
+        self._decrypted_upto[room] = (
+            self.db.query("PRAGMA data_version")[0][0],
+            id(live),
+            len(accepted),
+        )
+        return decrypted
+
+    def undecrypted(self) -> list[tuple[bytes, bytes, bytes, bytes, str]]:
+        """``(room, event, owner device, session, reason)`` of every message waiting for a key."""
+        return self.keys.undecrypted() if self.keys.unlocked else []
+
+    def add_prekey(self, raw: bytes) -> bool:
+        """A gossiped prekey record; raises :class:`~p2ptchap.core.roomkeys.InvalidPrekey`."""
+        return self.crypto.add_prekey(raw)
+
+    def prekey_records(self) -> list[tuple[bytes, bytes]]:
+        """``(account, raw)`` of every prekey record to gossip."""
+        return self.keys.prekey_records()
+
+    def answer_key_request(
+        self, room: bytes, device: DeviceKey, account: AccountKey, sessions: list[bytes]
+    ) -> Done | None:
+        """Share our ``sessions`` of ``room`` with a member's device that asked for them."""
+        if self.me.secret is None or room not in self.store.rooms():
+            return None
+        state = self.state(room)
+        live = self._live(room)
+
+        def joined_after(session: OutboundSession) -> int | None:
+            """The first index of ``session`` not in the causal past of ``account``'s join."""
+            joins = [
+                e
+                for e in live.resolution.accepted
+                if e.type is T.MEMBER
+                and e.state_key == bytes(account).hex()
+                and e.content["membership"] == Membership.JOIN.value
+            ]
+            if not joins:
+                return None
+            clock = live.clock(joins[-1].id) or {}
+            seen = clock.get(bytes(self.me.device.device_key), 0)
+            indices = [
+                e.content["index"]
+                for e in live.resolution.accepted
+                if e.device == self.me.device.device_key
+                and e.type in ENCRYPTED_TYPES
+                and e.content.get("session") == session.session_id
+                and e.seq > seen
+            ]
+            return min((i for i in indices if isinstance(i, int)), default=None)
+
+        with self._writing(room):
+            contents = self.crypto.answer_request(
+                room, state, device, account, sessions, joined_after
+            )
+            if not contents:
+                return None
+            ids = self._write_all(room, T.ROOM_KEY, contents)
+        return Done(room, ids)
 
     def delivery(self, room: bytes, event_id: bytes) -> Delivery:
         """Who has received and read event ``event_id`` of ``room``, by their receipts."""
@@ -470,6 +669,38 @@ class Rooms:
             self.store.forget(room)  # memory may hold what was rolled back
             raise
 
+    def _write_all(
+        self, room: bytes, kind: EventType, contents: list[dict[codec.Key, codec.Value]]
+    ) -> tuple[bytes, ...]:
+        """Make, check and store one event per content (inside :meth:`_writing`)."""
+        ids = []
+        for content in contents:
+            event = self._make(room, kind, content)
+            self._write(room, event)
+            ids.append(event.id)
+        return tuple(ids)
+
+    def _encrypted(
+        self,
+        room: bytes,
+        kind: EventType,
+        inner: dict[codec.Key, codec.Value],
+        clear: dict[codec.Key, codec.Value] | None = None,
+    ) -> Done:
+        """Post an encrypted event, after the ``room_key`` events its session needs."""
+        with self._writing(room):
+            state = self.state(room)
+            if not state.is_member(self.me.account.account_key):
+                raise RoomRefused(Rejection.NOT_A_MEMBER)
+            session, shares = self.crypto.outbound(room, state)
+            ids = self._write_all(room, T.ROOM_KEY, shares)
+            content = {**(clear or {}), **self.crypto.encrypt(session, kind, inner)}
+            event = self._make(room, kind, content)
+            self._write(room, event)
+            self.keys.put_outbound(session)
+            self.keys.put_plaintext(room, event.id, inner)
+        return Done(room, (*ids, event.id))
+
     def _act(
         self,
         room: bytes,
@@ -580,7 +811,13 @@ class Rooms:
         return self._act(room, T.MEMBER, content, bytes(account).hex())
 
     def invite(self, room: bytes, account: AccountKey) -> Done:
-        return self._member(room, account, Membership.INVITE)
+        """Invite ``account``; in a room whose history is shared, give it the past keys too."""
+        with self._writing(room):
+            done = self._member(room, account, Membership.INVITE)
+            state = self.state(room)
+            bundle = self.crypto.history_contents(room, state, account)
+            ids = self._write_all(room, T.HISTORY_KEYS, bundle) if self.keys.unlocked else ()
+        return dataclasses.replace(done, events=done.events + ids)
 
     def invite_email(self, room: bytes, email: str) -> Done:
         """Invite an address: its account if known, else whoever enrols with it first."""
@@ -677,17 +914,17 @@ class Rooms:
         return self._act(room, T.POWER, content, "")
 
     def send(self, room: bytes, body: bytes, reply_to: bytes | None = None) -> Done:
-        """Post a message; ``body`` is opaque here (the encryption layer fills it)."""
-        content: dict[codec.Key, codec.Value] = {"body": body}
+        """Post a message, end-to-end encrypted for the room's members' devices."""
+        inner: dict[codec.Key, codec.Value] = {"body": body}
         if reply_to is not None:
-            content["reply_to"] = reply_to
-        return self._act(room, T.MESSAGE, content)
+            inner["reply_to"] = reply_to
+        return self._encrypted(room, T.MESSAGE, inner)
 
     def react(self, room: bytes, target: bytes, key: str) -> Done:
-        return self._act(room, T.REACTION, {"target": target, "key": key})
+        return self._encrypted(room, T.REACTION, {"key": key}, {"target": target})
 
     def edit(self, room: bytes, target: bytes, body: bytes) -> Done:
-        return self._act(room, T.EDIT, {"target": target, "body": body})
+        return self._encrypted(room, T.EDIT, {"body": body}, {"target": target})
 
     def redact(self, room: bytes, target: bytes, reason: str = "") -> Done:
         content: dict[codec.Key, codec.Value] = {"target": target}
@@ -708,13 +945,13 @@ def open_rooms(
     now = int(clock())
     account, trust, revocations = accounts.load_account(home, now)
     device = accounts.current_device(home)
-    secret = None
+    secret = exchange = None
     if passphrase is not None:
         secrets = accounts.DeviceSecrets.decode(
             home.read_secret(home.device_key, passphrase, accounts.NO_ACCOUNT)
         )
-        secret = secrets.signing
+        secret, exchange = secrets.signing, secrets.exchange
     db = Database(home.root / DB_NAME)
     directory = DirectoryStore(db, trust, lambda: revocations, lambda: int(clock()))
-    me = Me(account, device, secret)
+    me = Me(account, device, secret, exchange)
     return Rooms(db, directory, me, clock, rng, read_receipts=read_receipts)

@@ -56,12 +56,19 @@ class Member:
     device: bytes
 
     def add_device(self, name: str, rng: Rng, now: int = NOW) -> tuple[DeviceSecret, bytes]:
+        signing, _, data = self.new_device(name, rng, now)
+        return signing, data
+
+    def new_device(
+        self, name: str, rng: Rng, now: int = NOW
+    ) -> tuple[DeviceSecret, ExchangeSecret, bytes]:
+        """Another device of this account: its two secrets and its certificate."""
         signing = DeviceSecret.generate(rng)
         exchange = ExchangeSecret.generate(rng)
         data = identity.issue_device_certificate(
             self.secret, signing.public_key(), exchange.public_key(), name, now
         )
-        return signing, data
+        return signing, exchange, data
 
 
 @dataclasses.dataclass

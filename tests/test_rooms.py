@@ -45,7 +45,10 @@ class World:
         revocations = self.revocations.setdefault(name, RevocationSet())
         directory = DirectoryStore(db, self.org.trust, lambda: revocations, lambda: NOW)
         rooms = Rooms(
-            db, directory, Me(member.account, _device(member), member.device_secret), lambda: NOW
+            db,
+            directory,
+            Me(member.account, _device(member), member.device_secret, member.exchange_secret),
+            lambda: NOW,
         )
         self.nodes[name] = rooms
         for other in self.nodes.values():  # what gossip will do: everyone knows everyone
@@ -275,7 +278,8 @@ def test_reactions_edits_and_redactions(world: World) -> None:
     alice.edit(room, first, "premier (corrigé)".encode())
     second = alice.send(room, b"second", reply_to=first).events[0]
     alice.redact(room, second, "erreur")
-    assert [m.body for m in alice.messages(room)] == [b"premier"]
+    # The edit replaces the body shown; the redacted message is gone.
+    assert [m.body for m in alice.messages(room)] == ["premier (corrigé)".encode()]
     with pytest.raises(RoomRefused):
         alice.edit(room, b"\x00" * 32, b"x")
 

@@ -58,6 +58,12 @@ MAX_NAME: Final = 255
 MAX_TOPIC: Final = 4000
 MAX_REASON: Final = 500
 MAX_REACTION: Final = 64
+#: Shares per key event, and the size of a prekey id (``core/roomkeys.py``).
+MAX_SHARES: Final = 1024
+PREKEY_ID_SIZE: Final = 8
+MAX_MEGOLM_INDEX: Final = 2**32 - 1
+#: XChaCha20-Poly1305's tag: no ciphertext is shorter.
+CIPHERTEXT_OVERHEAD: Final = 16
 ADMIN: Final = 100
 MODERATOR: Final = 50
 MEMBER: Final = 0
@@ -80,6 +86,8 @@ class EventType(enum.Enum):
     EDIT = "edit"
     REACTION = "reaction"
     REDACTION = "redaction"
+    ROOM_KEY = "room_key"
+    HISTORY_KEYS = "history_keys"
 
 
 #: Types whose latest accepted event per ``state_key`` makes the room's state.
@@ -226,23 +234,56 @@ def _check_email_invite(state_key: str | None, content: Content) -> None:
         raise DecodeError(f"email_invite: {exc}") from exc
 
 
+def _check_encrypted(content: Content, what: str, clear: tuple[str, ...] = ()) -> None:
+    """An encrypted content: Megolm session id, message index, ciphertext (``core/megolm.py``)."""
+    codec.only_keys(content, (*clear, "session", "index", "ct"), what)
+    _id(content, "session")
+    codec.get_int(content, "index", what, maximum=MAX_MEGOLM_INDEX)
+    if len(codec.get_bytes(content, "ct", what)) < CIPHERTEXT_OVERHEAD:
+        raise DecodeError(f"{what}: ciphertext shorter than its tag")
+
+
 def _check_message(state_key: str | None, content: Content) -> None:
-    codec.only_keys(content, ("body", "reply_to"), "message")
-    codec.get_bytes(content, "body", "message")
-    if "reply_to" in content:
-        _id(content, "reply_to")
+    _check_encrypted(content, "message")
 
 
 def _check_edit(state_key: str | None, content: Content) -> None:
-    codec.only_keys(content, ("target", "body"), "edit")
+    _check_encrypted(content, "edit", ("target",))
     _id(content, "target")
-    codec.get_bytes(content, "body", "edit")
 
 
 def _check_reaction(state_key: str | None, content: Content) -> None:
-    codec.only_keys(content, ("target", "key"), "reaction")
+    _check_encrypted(content, "reaction", ("target",))
     _id(content, "target")
-    _text(content, "key", MAX_REACTION)
+
+
+def _check_shares(content: Content, what: str) -> None:
+    """``shares``: recipient device key → [prekey id (0 or 8 bytes), sealed share]."""
+    shares = codec.expect_map(codec.field(content, "shares", what), what)
+    if not 0 < len(shares) <= MAX_SHARES:
+        raise DecodeError(f"{what}: 1 to {MAX_SHARES} shares")
+    for device, share in shares.items():
+        if not isinstance(device, bytes) or len(device) != KEY_SIZE:
+            raise DecodeError(f"{what}: shares are keyed by device key")
+        entry = codec.expect_list(share, what)
+        if (
+            len(entry) != 2
+            or not isinstance(entry[0], bytes)
+            or len(entry[0]) not in (0, PREKEY_ID_SIZE)
+            or not isinstance(entry[1], bytes)
+        ):
+            raise DecodeError(f"{what}: a share is [prekey id, sealed bytes]")
+
+
+def _check_room_key(state_key: str | None, content: Content) -> None:
+    codec.only_keys(content, ("session", "shares"), "room_key")
+    _id(content, "session")
+    _check_shares(content, "room_key")
+
+
+def _check_history_keys(state_key: str | None, content: Content) -> None:
+    codec.only_keys(content, ("shares",), "history_keys")
+    _check_shares(content, "history_keys")
 
 
 def _check_redaction(state_key: str | None, content: Content) -> None:
@@ -266,6 +307,8 @@ _CONTENT_CHECKS: Final = {
     EventType.EDIT: _check_edit,
     EventType.REACTION: _check_reaction,
     EventType.REDACTION: _check_redaction,
+    EventType.ROOM_KEY: _check_room_key,
+    EventType.HISTORY_KEYS: _check_history_keys,
 }
 
 

@@ -6,17 +6,22 @@ event, in random arrival orders) but, for the common case, in constant time
 per event: a new event that
 
 * has all its parents already admitted,
-* comes after every admitted event in the ``(depth, id)`` order, and
-* is neither a removal (kick, ban) nor a switch that disallows externals
+* comes after every admitted event in the ``(depth, id)`` order,
+* is neither a removal (kick, ban) nor a switch that disallows externals, and
+* is not by a sender revoked since (whether it counts depends on later
+  events: see :func:`p2ptchap.core.room._unwitnessed`)
 
 cannot change the fate of any earlier event, so it is admitted, checked
-against the current state and applied on its own.  A removal (or a switch
-that disallows externals) takes the fast path too when its author had seen
-every admitted event: then nothing is concurrent with it, and the state of
-its causal past is the current state.  Anything else — a late event that
-falls inside the order, a removal concurrent with other events, an event
-releasing pending ones that fall inside the order — makes the room resolve
-again from all its events.
+against the current state and applied on its own.  (A valid sender's event
+whose parents are all admitted witnesses nothing new: every revoked
+sender's event in its past is admitted, so witnessed already.)  A removal
+(or a switch that disallows externals) takes the fast path too when its
+author had seen every admitted event: then nothing is concurrent with it,
+and the state of its causal past is the current state.  Anything else — a
+late event that falls inside the order, a removal concurrent with other
+events, an event releasing pending ones that fall inside the order, an
+event of a revoked sender — makes the room resolve again from all its
+events.
 
 A room can also be restored (:meth:`LiveRoom.restore`) from what a store recorded
 (each event's status and the state snapshot) without resolving anything.
@@ -55,6 +60,7 @@ _NOT_ADMITTED: Final = frozenset(
         Rejection.BROKEN_CHAIN,
         Rejection.DEVICE_FORK,
         Rejection.UNKNOWN_SENDER,
+        Rejection.REVOKED_SENDER,
     }
 )
 
@@ -244,6 +250,7 @@ class LiveRoom:
             not all(p in self._admitted for p in parents)  # a rejected parent: rare
             or (self._last is not None and key <= self._last)  # falls inside the order
             or (_reaches_back(event) and not self._saw_everything(event))
+            or self._revoked(event)
         ):
             return False
         reason = self._admission(event)
@@ -271,7 +278,14 @@ class LiveRoom:
         For an event made here on top of the current heads (so it comes last
         in the order); ``None`` means accepted — or that only a full
         resolution could tell, which the store then runs.
+
+        One refusal is the author's, not the room's: inviting an account
+        revoked now (``unknown-invitee``, as for an account this node never
+        saw).  The rules cannot refuse it, since an invitation made before
+        the invitee's revocation must keep counting.
         """
+        if self._invites_revoked(event):
+            return Rejection.UNKNOWN_INVITEE
         state = self.resolution.state
         parents = self._parents(event)
         if (
@@ -280,6 +294,7 @@ class LiveRoom:
             or not all(p in self._admitted for p in parents)
             or (self._last is not None and (event.depth, event.id) <= self._last)
             or (_reaches_back(event) and not self._saw_everything(event))
+            or self._revoked(event)
         ):
             return None
         reason = self._admission(event)
@@ -290,6 +305,20 @@ class LiveRoom:
             return self._authorization(event)
         finally:
             del self._clocks[event.id]
+
+    def _revoked(self, event: Event) -> bool:
+        """Whether the directory knows the sender but has revoked it since."""
+        person = self.directory(event.account, event.device)
+        return person is not None and person.revoked
+
+    def _invites_revoked(self, event: Event) -> bool:
+        if (
+            event.type is not EventType.MEMBER
+            or event.content["membership"] != Membership.INVITE.value
+        ):
+            return False
+        invitee = self.people(_target(event))
+        return invitee is not None and invitee.revoked
 
     def _saw_everything(self, event: Event) -> bool:
         """Whether every admitted event is in ``event``'s causal past (parents admitted)."""

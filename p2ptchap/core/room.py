@@ -13,9 +13,11 @@ same events compute the same state, whatever order the events arrived in.
    device's previous event are known and admitted, its ``depth`` is right,
    its ``prev_seq`` is its device's event ``seq − 1``, no earlier event of the
    device has the same ``seq`` (a fork), and the directory knows its sender
-   (device of that account, certificate valid).  Events whose parents are
-   missing wait (*pending*); the others not admitted are rejected with a
-   reason.
+   (device of that account, certificates verified).  Events whose parents
+   are missing wait (*pending*); the others not admitted are rejected with a
+   reason.  An event whose sender the directory knows but has revoked since
+   is first of all rejected unless *witnessed*: in the causal past of an
+   event by a sender not revoked (:func:`_unwitnessed`).
 3. **Authorization** (replay).  Admitted events are applied in order to a
    running state, each checked against it by the rules in :func:`_authorize`.
 4. **Strong remove** (Kleppmann, PaPoC 2022).  A removal (kick or ban) also
@@ -62,16 +64,26 @@ DEFAULT_POWER: Final = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Person:
-    """What the directory says about an account: kind and normalised address."""
+    """What the directory says about an account: kind and normalised address.
+
+    ``revoked``: the certificate (the account's, or the device's when the
+    person comes from a :data:`Directory` look-up) was revoked since.  The
+    person stays known: a revocation must not undo, on every node, what
+    others built on before it reached them.
+    """
 
     kind: Kind
     email: str
+    revoked: bool = False
 
 
 #: ``directory(account, device)``: the person behind an account if ``device``
-#: is one of its valid devices and its certificate is valid, else ``None``.
+#: is one of its devices and both certificates verified — with ``revoked`` set
+#: if either has been revoked since — else ``None`` (unknown: never certified,
+#: or a device of another account).
 Directory = Callable[[AccountKey, DeviceKey], Person | None]
-#: ``people(account)``: the person behind an account key, or ``None``.
+#: ``people(account)``: the person behind an account key (``revoked`` set if
+#: its certificate has been revoked since), or ``None`` if unknown.
 People = Callable[[AccountKey], Person | None]
 
 
@@ -84,6 +96,7 @@ class Rejection(enum.Enum):
     BROKEN_CHAIN = "broken-chain"
     DEVICE_FORK = "device-fork"
     UNKNOWN_SENDER = "unknown-sender"
+    REVOKED_SENDER = "revoked-sender"
     UNKNOWN_INVITEE = "unknown-invitee"
     NOT_A_MEMBER = "not-a-member"
     INSUFFICIENT_POWER = "insufficient-power"
@@ -149,15 +162,19 @@ def _admit(
     seqs: set[tuple[bytes, int]] = set()
     known = {e.id: e for e in ordered}
     waiting = _waiting(ordered, known)
+    senders = {e.id: directory(e.account, e.device) for e in ordered if e.id not in waiting}
+    unwitnessed = _unwitnessed(known, senders)
     for event in ordered:
         parents = [*event.prev, *([event.prev_seq] if event.prev_seq else [])]
         if event.id in waiting:
             pending.append(event)
             continue
         reason = None
+        if event.id in unwitnessed:
+            reason = Rejection.REVOKED_SENDER
         # Parents' depths as they claim them: so every parent of an event with
         # the right depth comes before it in the order, and is judged first.
-        if parents and event.depth != 1 + max(known[p].depth for p in parents):
+        elif parents and event.depth != 1 + max(known[p].depth for p in parents):
             reason = Rejection.LYING_DEPTH
         elif any(p not in admitted for p in parents):
             reason = Rejection.REJECTED_PARENT
@@ -170,7 +187,7 @@ def _admit(
             reason = Rejection.BROKEN_CHAIN
         elif (bytes(event.device), event.seq) in seqs:
             reason = Rejection.DEVICE_FORK
-        elif directory(event.account, event.device) is None:
+        elif senders[event.id] is None:
             reason = Rejection.UNKNOWN_SENDER
         if reason is not None:
             rejected[event.id] = reason
@@ -179,6 +196,51 @@ def _admit(
         admitted[event.id] = event
         seqs.add((bytes(event.device), event.seq))
     return list(admitted.values()), rejected, pending, clocks
+
+
+def _unwitnessed(known: dict[bytes, Event], senders: dict[bytes, Person | None]) -> set[bytes]:
+    """Events of senders revoked since that no event of a valid sender descends from.
+
+    Until a revocation reaches them, honest nodes take the device for valid
+    and build on its events: those are *witnessed* — in the causal past of
+    an event whose sender is known and not revoked — and keep counting, or
+    the revocation would undo, retroactively and everywhere, what others
+    wrote (the whole room, if the device created it).  Events a stolen key
+    makes that no valid device builds on do not count.
+
+    ``senders`` has every event that does not wait (so whose ancestors are
+    all here); waiting events witness nothing yet.  Only the links are read:
+    an unwitnessed event must take no part in admission, or a stolen key
+    could sign, after its revocation, another event with the ``seq`` of a
+    witnessed one, sorting before it, and make that one a ``device-fork``
+    — stranding everything built on it.  Whoever witnesses an event
+    witnesses its ancestors too, so an unwitnessed event's descendants are
+    all unwitnessed, or rejected for their parent, or waiting.
+    """
+    revoked = {i for i, person in senders.items() if person is not None and person.revoked}
+    if not revoked:
+        return set()
+    # From every valid sender's event up, through the others only: a valid
+    # event met on the way is a starting point of its own.
+    stack = [
+        parent
+        for identifier, person in senders.items()
+        if person is not None and not person.revoked
+        for parent in _parents(known[identifier])
+    ]
+    witnessed: set[bytes] = set()
+    while stack:
+        identifier = stack.pop()
+        if identifier not in witnessed:
+            witnessed.add(identifier)
+            person = senders[identifier]
+            if person is None or person.revoked:
+                stack.extend(_parents(known[identifier]))
+    return revoked - witnessed
+
+
+def _parents(event: Event) -> tuple[bytes, ...]:
+    return (*event.prev, *([event.prev_seq] if event.prev_seq else []))
 
 
 def _waiting(ordered: list[Event], known: dict[bytes, Event]) -> set[bytes]:
@@ -264,7 +326,7 @@ def _authorize(  # noqa: PLR0911 - the rules, one after the other
         if level < state.power["state"]:
             return Rejection.INSUFFICIENT_POWER
         return _authorize_power(state, event, level)
-    if kind is EventType.MESSAGE:
+    if kind in (EventType.MESSAGE, EventType.ROOM_KEY, EventType.HISTORY_KEYS):
         return None if level >= state.power["post"] else Rejection.INSUFFICIENT_POWER
     target_id = event.content["target"]
     target = by_id.get(target_id) if isinstance(target_id, bytes) else None
@@ -542,7 +604,7 @@ def resolve(
 STATE_VERSION: Final = 1
 #: Changes whenever a rule changes what resolution gives: stored statuses and
 #: snapshots made under other rules are resolved again (see store/rooms.py).
-RULES_VERSION: Final = 3
+RULES_VERSION: Final = 4
 
 
 def encode_state(state: RoomState) -> bytes:

@@ -48,6 +48,8 @@ MAX_VECTOR: Final = 4096
 #: Most ranges and ids one ``want`` may ask for.
 MAX_WANT_RANGES: Final = 512
 MAX_WANT_IDS: Final = 512
+#: Most sessions one ``key-req`` asks for.
+MAX_KEY_REQUEST: Final = 64
 #: Most events one ``want`` asks for in all: the batch the asker stores
 #: before asking again, which is the flow control.
 WANT_BATCH: Final = 512
@@ -79,6 +81,7 @@ class TrustKind(enum.Enum):
     DEVICE = "device"
     REVOCATION = "revocation"
     SUMMARY = "summary"
+    PREKEY = "prekey"
 
 
 def trust_id(kind: TrustKind, raw: bytes) -> bytes:
@@ -174,8 +177,29 @@ class Receipts:
     items: tuple[bytes, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyRequest:
+    """``key-req``: send me the keys of these sessions of yours in ``room``.
+
+    Sent only to the device that owns the sessions, which answers (or not)
+    with ``room_key`` events, carried like any event.
+    """
+
+    room: bytes
+    sessions: tuple[bytes, ...]
+
+
 SyncMessage = (
-    Vector | Want | Events | Refused | TrustSum | TrustIds | TrustWant | TrustItems | Receipts
+    Vector
+    | Want
+    | Events
+    | Refused
+    | TrustSum
+    | TrustIds
+    | TrustWant
+    | TrustItems
+    | Receipts
+    | KeyRequest
 )
 
 
@@ -221,6 +245,10 @@ def encode(message: SyncMessage) -> bytes:  # noqa: PLR0911 - one branch per mes
             return codec.encode({"t": "trust", "items": [[kind.value, raw] for kind, raw in items]})
         case Receipts(room, items):
             return codec.encode({"t": "receipts", "room": room, "items": list[codec.Value](items)})
+        case KeyRequest(room, sessions):
+            return codec.encode(
+                {"t": "key-req", "room": room, "sessions": list[codec.Value](sessions)}
+            )
     raise TypeError(f"not a sync message: {message!r}")
 
 
@@ -356,6 +384,14 @@ def _decode_receipts(body: dict[codec.Key, codec.Value]) -> Receipts:
     return Receipts(_id(codec.field(body, "room", "receipts"), "receipts room"), items)
 
 
+def _decode_key_request(body: dict[codec.Key, codec.Value]) -> KeyRequest:
+    codec.only_keys(body, ("t", "room", "sessions"), "key-req")
+    return KeyRequest(
+        _id(codec.field(body, "room", "key-req"), "key-req room"),
+        _ids(codec.field(body, "sessions", "key-req"), "key-req sessions", MAX_KEY_REQUEST),
+    )
+
+
 _DECODERS: Final[dict[str, Callable[[dict[codec.Key, codec.Value]], SyncMessage]]] = {
     "vv": _decode_vector_message,
     "want": _decode_want,
@@ -366,6 +402,7 @@ _DECODERS: Final[dict[str, Callable[[dict[codec.Key, codec.Value]], SyncMessage]
     "trust-want": _decode_trust_want,
     "trust": _decode_trust,
     "receipts": _decode_receipts,
+    "key-req": _decode_key_request,
 }
 
 #: The ``"t"`` values this module handles.

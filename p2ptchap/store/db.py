@@ -122,6 +122,58 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         since    INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 6: end-to-end encryption (store/keys.py).  Every ``sealed`` column is
+    # XChaCha20-Poly1305 under the device's storage key (derived from the
+    # device secrets, which only the passphrase opens): session states,
+    # prekey secrets and decrypted contents never reach the file in clear.
+    """
+    CREATE TABLE own_prekeys (
+        key      BLOB PRIMARY KEY,
+        raw      BLOB NOT NULL,
+        sealed   BLOB NOT NULL,
+        created  INTEGER NOT NULL,
+        replaced INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE prekeys (
+        device   BLOB PRIMARY KEY,
+        account  BLOB NOT NULL,
+        created  INTEGER NOT NULL,
+        raw      BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE outbound_sessions (
+        session  BLOB PRIMARY KEY,
+        room     BLOB NOT NULL,
+        current  INTEGER NOT NULL,
+        created  INTEGER NOT NULL,
+        sealed   BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX outbound_by_room ON outbound_sessions (room, current);
+    CREATE TABLE inbound_sessions (
+        owner    BLOB NOT NULL,
+        session  BLOB NOT NULL,
+        room     BLOB NOT NULL,
+        sealed   BLOB NOT NULL,
+        PRIMARY KEY (owner, session)
+    ) WITHOUT ROWID;
+    CREATE TABLE key_events (
+        id       BLOB PRIMARY KEY,
+        room     BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE plaintexts (
+        id       BLOB PRIMARY KEY,
+        room     BLOB NOT NULL,
+        sealed   BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE undecrypted (
+        id       BLOB PRIMARY KEY,
+        room     BLOB NOT NULL,
+        owner    BLOB NOT NULL,
+        session  BLOB NOT NULL,
+        reason   TEXT NOT NULL,
+        since    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX undecrypted_by_session ON undecrypted (owner, session);
+    """,
 )
 
 

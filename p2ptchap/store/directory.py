@@ -3,11 +3,15 @@
 Every certificate is verified before it is stored (:meth:`DirectoryStore.
 add_account`, :meth:`~DirectoryStore.add_device`) and looked up through the
 revocations current at each call, so a revocation that arrives later takes
-effect at once.  For rooms, an account counts as a sender when its stored
-certificate is not revoked and the device was certified by it and not
-revoked; *expiry* does not undo events already written — a certificate is
-checked for expiry when it is stored and when its device connects, not again
-for every past message.
+effect at once.  :meth:`DirectoryStore.sender` and :meth:`~DirectoryStore.
+people` answer "valid now": the account's stored certificate not revoked,
+and the device certified by it and not revoked.  Room resolution asks
+:meth:`~DirectoryStore.author` and :meth:`~DirectoryStore.known_person`
+instead, which also answer for a revoked certificate held, marked
+``revoked``: the room rules keep counting what others built on before the
+revocation (``docs/protocol.md`` §10).  *Expiry* does not undo events
+already written either — a certificate is checked for expiry when it is
+stored and when its device connects, not again for every past message.
 
 Public-room summaries are stored when signed by a valid agent's device; the
 newest per room wins, and a summary saying the room is no longer public
@@ -74,6 +78,10 @@ class DirectoryStore:
         self._people = PeopleDirectory()
         self._accounts: dict[AccountKey, AccountCertificate] = {}
         self._devices: dict[DeviceKey, DeviceCertificate] = {}
+        #: The same certificates by account: a room's recipients are looked up
+        #: per member, and scanning every device each time made a 1 000-device
+        #: key rotation quadratic.
+        self._by_account: dict[AccountKey, list[DeviceCertificate]] = {}
         self._basis_key: tuple[int, ...] = ()
         self._basis = b""
         for (raw,) in db.query("SELECT certificate FROM people"):
@@ -83,7 +91,7 @@ class DirectoryStore:
                 continue
         for (raw,) in db.query("SELECT certificate FROM devices"):
             device = identity.parse_device_certificate(_bytes(raw))
-            self._devices[device.device_key] = device
+            self._keep_device(device)
 
     # --- people ----------------------------------------------------------------
 
@@ -124,7 +132,7 @@ class DirectoryStore:
                     "INSERT OR IGNORE INTO devices (device, account, certificate) VALUES (?, ?, ?)",
                     (bytes(device.device_key), bytes(device.account_key), data),
                 )
-            self._devices[device.device_key] = device
+            self._keep_device(device)
         return device
 
     def remember(self, verified: VerifiedDevice) -> bool:
@@ -148,7 +156,7 @@ class DirectoryStore:
                 )
         if new_account:
             self._remember(account)
-        self._devices[device.device_key] = device
+        self._keep_device(device)
         return True
 
     def account(self, account: AccountKey) -> AccountCertificate | None:
@@ -171,6 +179,36 @@ class DirectoryStore:
         if self.revocations().device_revoked(account, device):
             return None
         return self.people(account)
+
+    def known_person(self, account: AccountKey) -> Person | None:
+        """The room rules' ``people`` look-up: any account whose certificate is held.
+
+        Marked ``revoked`` if it was revoked since: an invitation made before
+        the revocation still counts.  Whether this node may invite it now is
+        :meth:`people`'s (valid now) question, not this one.
+        """
+        certificate = self._accounts.get(account)
+        if certificate is None:
+            return None
+        revoked = identity.is_revoked(certificate, self.revocations())
+        return Person(certificate.kind, certificate.email, revoked=revoked)
+
+    def author(self, account: AccountKey, device: DeviceKey) -> Person | None:
+        """The room rules' ``directory`` look-up: a device of that account, ever certified.
+
+        ``None`` for a device unknown here or certified by another account;
+        marked ``revoked`` if the device or the account was revoked since
+        (its events count only where valid devices built on them).
+        """
+        known = self._devices.get(device)
+        if known is None or known.account_key != account:
+            return None
+        person = self.known_person(account)
+        if person is None or person.revoked:
+            return person
+        if self.revocations().device_revoked(account, device):
+            return Person(person.kind, person.email, revoked=True)
+        return person
 
     def search(self, query: str, limit: int = 50) -> list[Entry]:
         """People matching ``query`` (see :mod:`p2ptchap.core.directory`); revoked left out."""
@@ -199,13 +237,24 @@ class DirectoryStore:
         revocations = self.revocations()
         return [
             d
-            for d in self._devices.values()
-            if d.account_key == account and not revocations.device_revoked(account, d.device_key)
+            for d in self._by_account.get(account, ())
+            if not revocations.device_revoked(account, d.device_key)
         ]
+
+    def _keep_device(self, device: DeviceCertificate) -> None:
+        old = self._devices.get(device.device_key)
+        if old is not None:
+            self._by_account[old.account_key].remove(old)
+        self._by_account.setdefault(device.account_key, []).append(device)
+        self._devices[device.device_key] = device
+
+    def device_certificate(self, device: bytes) -> DeviceCertificate | None:
+        """The certificate of a device key, if held (revoked or not)."""
+        return self._devices.get(DeviceKey(device))
 
     def count_devices(self, account: AccountKey) -> int:
         """How many device certificates of ``account`` are held, revoked or not."""
-        return sum(1 for d in self._devices.values() if d.account_key == account)
+        return len(self._by_account.get(account, ()))
 
     def basis(self) -> bytes:
         """A digest of what room resolution reads here: certificates and revocations.

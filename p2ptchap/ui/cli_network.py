@@ -146,6 +146,12 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     )
     for reason, count in sorted(status["rejected"].items()):
         ctx.say("Refused {count} time(s): {reason}", count=count, reason=ctx.tr(reason))
+    waiting = status.get("waiting_for_keys", 0)
+    if waiting:
+        ctx.say(
+            N_("{count} message(s) waiting for their key (asked of their senders' devices)."),
+            count=waiting,
+        )
     return 0
 
 

@@ -3,13 +3,15 @@
 They act on this node's database directly (SQLite lets the running node and
 the CLI share it).  A person is named by e-mail address, by account key
 (hex), or by a search that must match exactly one entry ("Hélène Dupont").
-Messages are not sent from here yet: their bodies must be encrypted first
-(issue 6); the API already carries them as opaque bytes.
+``room send`` and ``room read`` need the passphrase: messages are end-to-end
+encrypted, and decrypted contents are sealed on disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -301,6 +303,68 @@ def _listing(
     return 0
 
 
+def cmd_room_send(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=True)
+    room = rooms.find(args.room)
+    text = sys.stdin.read() if args.text == "-" else args.text
+    if not text.strip():
+        raise UsageError("empty message", user_message=N_("The message is empty."))
+    done = rooms.send(room, text.encode())
+    if args.json:
+        emit_json(ctx, {"room": room.hex(), "event": done.events[-1].hex()})
+        return 0
+    return _done(ctx, done, N_("Message sent (end-to-end encrypted)."))
+
+
+_WAITING = {
+    "no-key": N_("[waiting for the key from the sender's device]"),
+    "bad-message": N_("[this message could not be decrypted: altered or replayed]"),
+    "locked": N_("[encrypted: give the passphrase to read]"),
+}
+
+
+def cmd_room_read(ctx: Context, args: argparse.Namespace) -> int:
+    rooms = _rooms(ctx, write=True)
+    room = rooms.find(args.room)
+    found = rooms.messages(room, limit=args.limit)
+    names = {bytes(m.account): m.name for m in rooms.members(room, everyone=True)}
+
+    def text(body: bytes | None, waiting: str | None) -> str:
+        if body is not None:
+            return body.decode("utf-8", errors="replace")
+        return ctx.tr(_WAITING.get(waiting or "", _WAITING["no-key"]))
+
+    if args.json:
+        emit_json(
+            ctx,
+            [
+                {
+                    "id": m.id.hex(),
+                    "sender": bytes(m.sender).hex(),
+                    "name": m.name,
+                    "ts": m.ts,
+                    "text": m.body.decode("utf-8", errors="replace") if m.body else None,
+                    "waiting": m.waiting,
+                    "reply_to": m.reply_to.hex() if m.reply_to else None,
+                    "exposed_to": [bytes(a).hex() for a in m.exposed_to],
+                }
+                for m in found
+            ],
+        )
+        return 0
+    if not found:
+        ctx.say(N_("No messages yet."))
+    for m in found:
+        when = datetime.datetime.fromtimestamp(m.ts / 1000).strftime("%d/%m %H:%M")
+        ctx.say("{when}  {name}: {text}", when=when, name=m.name, text=text(m.body, m.waiting))
+        if m.exposed_to:
+            ctx.say(
+                N_("  ⚠ may have been readable by removed member(s): {names}"),
+                names=", ".join(names.get(bytes(a), bytes(a).hex()[:12]) for a in m.exposed_to),
+            )
+    return 0
+
+
 def cmd_directory_search(ctx: Context, args: argparse.Namespace) -> int:
     found = _rooms(ctx, write=False).search_people(args.query)
     return _listing(
@@ -338,6 +402,18 @@ def cmd_directory_rooms(ctx: Context, args: argparse.Namespace) -> int:
 
 def _summary(s: RoomSummary) -> dict[str, Any]:
     return {"room": s.room.hex(), "name": s.name, "topic": s.topic, "members": s.members}
+
+
+def _add_message_commands(actions: Any, command: Callable[..., Any], tr: Translator) -> None:
+    sub = command(actions, "send", cmd_room_send, "send a message (end-to-end encrypted)")
+    sub.add_argument("room", help=tr("room name or id"))
+    sub.add_argument("text", help=tr("the message; '-' reads it from standard input"))
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
+
+    sub = command(actions, "read", cmd_room_read, "show a room's latest messages")
+    sub.add_argument("room", help=tr("room name or id"))
+    sub.add_argument("--limit", type=int, default=50, help=tr("how many messages"))
+    sub.add_argument("--json", action="store_true", help=tr("machine-readable output"))
 
 
 def add_commands(commands: Any, command: Callable[..., Any], tr: Translator) -> None:
@@ -394,6 +470,8 @@ def add_commands(commands: Any, command: Callable[..., Any], tr: Translator) -> 
         default=None,
         help=tr("what new members may read: from their arrival, or everything"),
     )
+
+    _add_message_commands(actions, command, tr)
 
     sub = command(actions, "role", cmd_room_role, "give someone a role in a room")
     sub.add_argument("room", help=tr("room name or id"))

@@ -246,7 +246,7 @@ def _walk_through(root: Path, tr: Callable[[str], str], out: TextIO, started: fl
     walk.run("alice", "revocations", "import", "bruno.revocation")
     walk.run("alice", "verify", "bruno.cert", expect=1, contains="revoked")
 
-    walk.title("7. No server: Alice's and Claire's nodes share a room")
+    walk.title("7. No server: Alice's and Claire's nodes share an encrypted room")
     try:
         _share_a_room(walk)
     finally:
@@ -285,6 +285,29 @@ def _share_a_room(walk: _Walk) -> None:
         walk.failures.append(walk.tr(N_("Claire's answer did not reach Alice's node")))
         return
     walk.run("alice", "room", "show", room)
+    text = "Digue de Corbie : évacuation rue Gambetta à 4 h"
+    walk.run("alice", "room", "send", room, text)
+    if not walk.wait_for(
+        lambda: text in _texts(walk.quiet("claire", "room", "read", room, "--json"))
+    ):
+        walk.failures.append(walk.tr(N_("Alice's message did not reach Claire's node")))
+        return
+    walk.run("claire", "room", "read", room)
+    stored = b"".join(p.read_bytes() for p in (walk.root / "claire").glob("node.db*"))
+    if text.encode() in stored:
+        walk.failures.append(walk.tr(N_("the message was stored in clear")))
+        return
+    print(
+        walk.tr(N_("  (encrypted end to end; Claire's database holds no clear text)")),
+        file=walk.out,
+    )
+
+
+def _texts(output: str) -> list[str]:
+    try:
+        return [str(m.get("text")) for m in json.loads(output)]
+    except (ValueError, AttributeError, TypeError):
+        return []
 
 
 def _json_field(text: str, name: str) -> str:

@@ -25,9 +25,14 @@ checks and "an external's join" are pinned by small cases in
    the child of a waiting event ``rejected-parent`` would make its fate flip
    when the grandparent arrives.)
 2. *Parents* are ``prev`` and ``prev_seq`` everywhere.
-3. Admission: the first failing check, in §10's order: ``lying-depth`` (the
-   depth the parents *claim*, admitted or not), ``rejected-parent``,
-   ``wrong-room``, ``broken-chain``, ``device-fork``, ``unknown-sender``.
+3. Admission: the first failing check, in §10's order: ``revoked-sender``
+   (the sender is known but revoked, and no event that does not wait and
+   whose sender is known and not revoked has the event among its ancestors —
+   found by walking the links, whatever becomes of that event), then
+   ``lying-depth`` (the depth the parents *claim*, admitted or not),
+   ``rejected-parent``, ``wrong-room``, ``broken-chain``, ``device-fork``,
+   ``unknown-sender``.  An event of a revoked sender that is witnessed is
+   then treated like any other (authorization included).
 4. Authorization: a joined sender first (``not-a-member``; joins of anyone
    and self-leaves are exempt), then the type's rules.  A join rule:
    ``direct-room`` (any ``join_rule`` event in a direct room, even one
@@ -77,6 +82,7 @@ checks and "an external's join" are pinned by small cases in
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable, Iterable
 
 from p2ptchap.core.events import (
@@ -173,9 +179,19 @@ class Reference:
     def resolve(self, events: Iterable[Event]) -> Outcome:
         return _Run(self, {e.id: e for e in events}).outcome()
 
+    def valid_sender(self, e: Event) -> bool:
+        person = self.directory(e.account, e.device)
+        return person is not None and not person.revoked
+
+    def revoked_sender(self, e: Event) -> bool:
+        person = self.directory(e.account, e.device)
+        return person is not None and person.revoked
+
     def admission(
-        self, e: Event, events: dict[bytes, Event], admitted: list[Event]
+        self, e: Event, events: dict[bytes, Event], admitted: list[Event], witnessed: set[bytes]
     ) -> Rejection | None:
+        if self.revoked_sender(e) and e.id not in witnessed:
+            return Rejection.REVOKED_SENDER
         expected = 1 + max((events[p].depth for p in parents(e)), default=-1)
         if e.depth != expected:
             return Rejection.LYING_DEPTH
@@ -252,7 +268,7 @@ class Reference:
             return self._authorize_member(e, s, person)
 
         assert accepted is not None  # only removals are judged without a replay
-        if e.type is T.MESSAGE:
+        if e.type in (T.MESSAGE, T.ROOM_KEY, T.HISTORY_KEYS):  # posting, in the clear or keys
             return Rejection.INSUFFICIENT_POWER if level < s.power["post"] else None
         target = accepted.get(e.content["target"])
         if e.type is T.REACTION:
@@ -397,13 +413,20 @@ class _Run:
                     pending.add(e.id)
                     changed = True
 
+        # Witnessed: every ancestor of an event that does not wait and whose
+        # sender is known and not revoked.
+        witnessed: set[bytes] = set()
+        for e in self.order:
+            if e.id not in pending and self.model.valid_sender(e):
+                witnessed |= self.model.ancestors(e, self.events)
+
         # Admission.
         rejected: dict[bytes, str] = {}
         admitted: list[Event] = []
         for e in self.order:
             if e.id in pending:
                 continue
-            reason = self.model.admission(e, self.events, admitted)
+            reason = self.model.admission(e, self.events, admitted, witnessed)
             if reason is None:
                 admitted.append(e)
             else:
@@ -492,3 +515,54 @@ def reference_resolve(
 ) -> Outcome:
     """The room's resolution per ``docs/protocol.md`` §10, by brute force."""
     return Reference(room, directory, people).resolve(events)
+
+
+class Revocations:
+    """A directory and a people look-up with devices and accounts revoked since (scenarios).
+
+    Wraps look-ups that know everyone as valid: a revoked device, and every
+    device of a revoked account, stay known, marked ``revoked``; so does a
+    revoked account for ``people``.
+    """
+
+    def __init__(self, directory: Directory, people: People) -> None:
+        self._directory = directory
+        self._people = people
+        self.devices: set[bytes] = set()
+        self.accounts: set[bytes] = set()
+
+    def directory(self, account: AccountKey, device: DeviceKey) -> Person | None:
+        person = self._directory(account, device)
+        if person is None or (bytes(device) not in self.devices and not self._gone(account)):
+            return person
+        return dataclasses.replace(person, revoked=True)
+
+    def people(self, account: AccountKey) -> Person | None:
+        person = self._people(account)
+        if person is None or not self._gone(account):
+            return person
+        return dataclasses.replace(person, revoked=True)
+
+    def lookups(self) -> tuple[Directory, People]:
+        return self.directory, self.people
+
+    def _gone(self, account: AccountKey) -> bool:
+        return bytes(account) in self.accounts
+
+
+def revoking_some(
+    directory: Directory,
+    people: People,
+    senders: Iterable[tuple[AccountKey, DeviceKey]],
+    seed: int,
+) -> Revocations:
+    """Revocations of a random few ``(account, device)`` senders: devices, or whole accounts."""
+    revocations = Revocations(directory, people)
+    chooser = random.Random(seed)
+    for account, device in senders:
+        roll = chooser.random()
+        if roll < 0.2:
+            revocations.devices.add(bytes(device))
+        elif roll < 0.3:
+            revocations.accounts.add(bytes(account))
+    return revocations

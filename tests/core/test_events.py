@@ -98,9 +98,17 @@ VALID = [
     (T.MEMBER, {"membership": "join", "certificate": b"cert"}, MEMBER_KEY),
     (T.MEMBER, {"membership": "ban", "reason": "spam"}, MEMBER_KEY),
     (T.EMAIL_INVITE, {"invited": True}, "jean@x.gouv.fr"),
-    (T.MESSAGE, {"body": b"opaque", "reply_to": b"\x02" * 32}, None),
-    (T.EDIT, {"target": b"\x02" * 32, "body": b"new"}, None),
-    (T.REACTION, {"target": b"\x02" * 32, "key": "👍"}, None),
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": 0, "ct": b"\x04" * 16}, None),
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": 2**32 - 1, "ct": b"\x04" * 300}, None),
+    (T.EDIT, {"target": b"\x02" * 32, "session": b"\x03" * 32, "index": 7, "ct": b"n" * 20}, None),
+    (
+        T.REACTION,
+        {"target": b"\x02" * 32, "session": b"\x03" * 32, "index": 1, "ct": b"r" * 17},
+        None,
+    ),
+    (T.ROOM_KEY, {"session": b"\x03" * 32, "shares": {b"\x05" * 32: [b"", b"box"]}}, None),
+    (T.ROOM_KEY, {"session": b"\x03" * 32, "shares": {b"\x05" * 32: [b"p" * 8, b"box"]}}, None),
+    (T.HISTORY_KEYS, {"shares": {b"\x05" * 32: [b"p" * 8, b"box"]}}, None),
     (T.REDACTION, {"target": b"\x02" * 32, "reason": "erreur"}, None),
 ]
 
@@ -141,10 +149,28 @@ INVALID = [
     (T.MEMBER, {"membership": "join"}, "not-hex"),
     (T.MEMBER, {"membership": "join"}, MEMBER_KEY.upper()),
     (T.EMAIL_INVITE, {"invited": True}, "Jean@X.gouv.fr"),
-    (T.MESSAGE, {"body": "text, not bytes"}, None),
-    (T.MESSAGE, {"body": b"x"}, ""),  # a message is not state
-    (T.REACTION, {"target": b"\x02" * 31, "key": "+1"}, None),
-    (T.REACTION, {"target": b"\x02" * 32, "key": "x" * 65}, None),
+    (T.MESSAGE, {"body": b"in clear"}, None),  # messages are always encrypted
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": 0, "ct": b"x" * 15}, None),  # under a tag
+    (T.MESSAGE, {"session": b"\x03" * 31, "index": 0, "ct": b"x" * 16}, None),
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": 2**32, "ct": b"x" * 16}, None),
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": -1, "ct": b"x" * 16}, None),
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": 0, "ct": "text"}, None),
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": 0, "ct": b"x" * 16, "body": b"x"}, None),
+    (T.MESSAGE, {"session": b"\x03" * 32, "index": 0, "ct": b"x" * 16}, ""),  # not state
+    (
+        T.REACTION,
+        {"target": b"\x02" * 31, "session": b"\x03" * 32, "index": 0, "ct": b"x" * 16},
+        None,
+    ),
+    (T.REACTION, {"target": b"\x02" * 32, "key": "+1"}, None),
+    (T.EDIT, {"session": b"\x03" * 32, "index": 0, "ct": b"x" * 16}, None),  # no target
+    (T.ROOM_KEY, {"session": b"\x03" * 32, "shares": {}}, None),
+    (T.ROOM_KEY, {"session": b"\x03" * 32, "shares": {b"\x05" * 31: [b"", b"box"]}}, None),
+    (T.ROOM_KEY, {"session": b"\x03" * 32, "shares": {b"\x05" * 32: [b"p" * 7, b"box"]}}, None),
+    (T.ROOM_KEY, {"session": b"\x03" * 32, "shares": {b"\x05" * 32: [b"", "box"]}}, None),
+    (T.ROOM_KEY, {"session": b"\x03" * 32, "shares": {b"\x05" * 32: [b""]}}, None),
+    (T.ROOM_KEY, {"shares": {b"\x05" * 32: [b"", b"box"]}}, None),
+    (T.HISTORY_KEYS, {"session": b"\x03" * 32, "shares": {b"\x05" * 32: [b"", b"b"]}}, None),
 ]
 
 
@@ -207,7 +233,8 @@ def test_oversized_events(author) -> None:  # type: ignore[no-untyped-def]
         parse_event(b"\x00" * (MAX_EVENT_BYTES + 1))
     assert info.value.reason == "oversized"
     with pytest.raises(InvalidEvent):
-        follow(author, create(author), T.MESSAGE, {"body": b"x" * MAX_EVENT_BYTES})
+        content = {"session": bytes(32), "index": 0, "ct": b"x" * MAX_EVENT_BYTES}
+        follow(author, create(author), T.MESSAGE, content)
 
 
 @given(st.binary(max_size=400))

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from p2ptchap.core.events import Event, EventType
 from p2ptchap.core.live_room import LiveRoom
-from p2ptchap.core.room import resolve
+from p2ptchap.core.room import Rejection, resolve
+from tests.core.room_reference import Revocations, revoking_some
 from tests.room_cell import Cell, scenario
 
 T = EventType
@@ -24,8 +25,11 @@ def live_room(cell: Cell, events: list[Event]) -> LiveRoom:
     return live
 
 
-def same(live: LiveRoom, events: list[Event], cell: Cell) -> None:
-    expected = resolve(events, cell.room, cell.directory, cell.people)
+def same(
+    live: LiveRoom, events: list[Event], cell: Cell, revoked: Revocations | None = None
+) -> None:
+    directory, people = (cell.directory, cell.people) if revoked is None else revoked.lookups()
+    expected = resolve(events, cell.room, directory, people)
     got = live.resolution
     assert [e.id for e in got.accepted] == [e.id for e in expected.accepted]
     assert got.rejected == expected.rejected
@@ -152,3 +156,72 @@ def test_a_child_claiming_a_small_depth_waits_with_its_parent() -> None:
         live.add(event)
     same(live, events, cell)
     assert missing not in events
+
+
+# --- revoked senders -----------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 2**32), st.integers(0, 2**32))
+def test_live_room_matches_resolve_with_revoked_senders(
+    seed: int, arrival_seed: int, revoking: int
+) -> None:
+    cell, events = scenario(seed)
+    senders = [(a.key, a.device.public_key()) for a in cell.authors.values()]
+    revoked = revoking_some(cell.directory, cell.people, senders, revoking)
+    arrival = list(events)
+    random.Random(arrival_seed).shuffle(arrival)
+    live = LiveRoom(cell.room, revoked.directory, revoked.people)
+    for n, event in enumerate(arrival, 1):
+        live.add(event)
+        same(live, arrival[:n], cell, revoked)
+
+
+def test_an_unwitnessed_event_is_no_head_until_a_valid_one_builds_on_it() -> None:
+    cell = Cell(10)
+    alice, bruno, carole = cell.person("alice"), cell.person("bruno"), cell.person("carole")
+    view = cell.public_room(alice, bruno, carole)
+    cell.emit(bruno, view, T.MESSAGE, {"body": b"avant"})
+    revoked = Revocations(cell.directory, cell.people)
+    revoked.devices.add(bytes(bruno.device.public_key()))
+    live = LiveRoom(cell.room, revoked.directory, revoked.people)
+    live.load(view)
+    heads = live.heads()
+    # Bruno's stolen key writes on: not on the fast path, rejected, not a head.
+    stolen = cell.emit(bruno, view, T.MESSAGE, {"body": b"vole"})
+    full = live.full
+    live.add(stolen)
+    assert live.full == full + 1
+    assert live.status(stolen.id) == ("rejected", Rejection.REVOKED_SENDER.value)
+    assert live.heads() == heads
+    # An honest node builds on its heads: the fast path, and nothing changes.
+    honest = cell.emit(alice, list(live.heads()), T.MESSAGE, {"body": b"m"})
+    assert stolen.id not in honest.prev
+    live.add(honest)
+    assert live.full == full + 1 and live.status(honest.id) == ("accepted", None)
+    # Carole's node had not heard of the revocation and built on it: it counts.
+    unaware = cell.emit(carole, [*view, honest], T.MESSAGE, {"body": b"vu"})
+    assert stolen.id in unaware.prev
+    live.add(unaware)
+    assert live.full == full + 2
+    assert live.status(stolen.id) == ("accepted", None)
+    same(live, [*view, honest, unaware], cell, revoked)
+
+
+def test_check_defers_revoked_senders_and_refuses_to_invite_a_revoked_account() -> None:
+    cell = Cell(11)
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    carole, dora = cell.person("carole"), cell.person("dora")
+    view = cell.public_room(alice, bruno)
+    revoked = Revocations(cell.directory, cell.people)
+    revoked.devices.add(bytes(bruno.device.public_key()))
+    revoked.accounts.add(bytes(carole.key))
+    live = LiveRoom(cell.room, revoked.directory, revoked.people)
+    live.load(view)
+    assert live.check(cell.emit(bruno, list(view), T.MESSAGE, {"body": b"m"})) is None
+    invite = cell.member(alice, list(view), carole, "invite")
+    assert live.check(invite) is Rejection.UNKNOWN_INVITEE
+    assert live.check(cell.member(alice, list(view), dora, "invite")) is None
+    # An invitation made before the revocation still counts.
+    live.add(invite)
+    assert live.status(invite.id) == ("accepted", None)

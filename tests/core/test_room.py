@@ -22,8 +22,10 @@ from p2ptchap.core.room import (
     _before,
     decode_state,
     encode_state,
+    resolve,
 )
-from tests.room_cell import Cell, scenario
+from tests.core.room_reference import Revocations
+from tests.room_cell import Author, Cell, encrypted_shape, scenario
 
 T = EventType
 R = Rejection
@@ -283,7 +285,7 @@ def test_admission_rejections(cell: Cell) -> None:
         stranger_device,
         bruno.key,
         T.MESSAGE,
-        {"body": b"x"},
+        encrypted_shape(T.MESSAGE, {"body": b"x"}),
         room=cell.room,
         seq=1,
         prev_seq=None,
@@ -417,3 +419,147 @@ def test_inviting_an_unknown_account_is_its_own_reason_and_does_not_block_the_in
     live = LiveRoom(cell.room, cell.directory, cell.people)
     live.load(view)
     assert live.heads() == [after]
+
+
+# --- revoked senders: witnessed events keep counting ----------------------------------
+
+
+def revoked(cell: Cell, *devices: Author, accounts: tuple[Author, ...] = ()) -> Revocations:
+    """The cell's directory once ``devices`` and ``accounts`` are revoked."""
+    revocations = Revocations(cell.directory, cell.people)
+    revocations.devices = {bytes(a.device.public_key()) for a in devices}
+    revocations.accounts = {bytes(a.key) for a in accounts}
+    return revocations
+
+
+def resolve_with(cell: Cell, events: list[Event], revocations: Revocations) -> Resolution:
+    return resolve(events, cell.room, revocations.directory, revocations.people)
+
+
+def second_device(cell: Cell, author: Author, name: str) -> Author:
+    """Another device of ``author``'s account, certified too."""
+    device = Author(name, author.account, DeviceSecret.generate(cell.rng), author.person)
+    cell.authors[name] = device
+    return device
+
+
+def test_revoking_the_creator_keeps_the_room_as_it_was(cell: Cell) -> None:
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = [cell.create(alice)]
+    cell.emit(alice, view, T.NAME, {"name": "Crue"}, "")
+    cell.member(alice, view, bruno, "invite")
+    cell.member(bruno, view, bruno, "join")
+    cell.emit(alice, view, T.MESSAGE, {"body": b"bonjour"})
+    cell.emit(bruno, view, T.MESSAGE, {"body": b"salut"})  # bruno saw everything
+    before = cell.resolve(view)
+    assert before.state is not None and not before.rejected
+    for revocations in (revoked(cell, alice), revoked(cell, accounts=(alice,))):
+        after = resolve_with(cell, view, revocations)
+        assert after.accepted == before.accepted and not after.rejected
+        assert after.state is not None
+        assert encode_state(after.state) == encode_state(before.state)
+    # A room only its revoked creator ever wrote in: nothing of it was witnessed.
+    alone = [cell.create(alice)]
+    cell.emit(alice, alone, T.NAME, {"name": "Seul"}, "")
+    result = resolve_with(cell, alone, revoked(cell, alice))
+    assert result.state is None
+    assert set(result.rejected.values()) == {R.REVOKED_SENDER}
+
+
+def test_a_revoked_device_counts_where_a_valid_device_built_on_it(cell: Cell) -> None:
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = cell.public_room(alice, bruno)
+    early = cell.emit(bruno, view, T.MESSAGE, {"body": b"avant"})
+    seen = cell.emit(alice, view, T.MESSAGE, {"body": b"lu"})
+    late = cell.emit(bruno, view, T.MESSAGE, {"body": b"vole"})
+    after_late = list(view)
+    later = cell.emit(bruno, view, T.EDIT, {"target": late.id, "body": b"vole !"})
+    revocations = revoked(cell, bruno)
+    result = resolve_with(cell, view, revocations)
+    assert early in result.accepted and seen in result.accepted
+    assert reason(result, late) is R.REVOKED_SENDER
+    assert reason(result, later) is R.REVOKED_SENDER  # its descendant, same device
+    assert result.state is not None and result.state.is_member(bruno.key)
+    # A valid device that had not heard of the revocation builds on the
+    # first one: it counts, and only it.
+    unaware = cell.emit(alice, after_late, T.MESSAGE, {"body": b"vu"})
+    result = resolve_with(cell, [*view, unaware], revocations)
+    assert late in result.accepted and unaware in result.accepted
+    assert reason(result, later) is R.REVOKED_SENDER
+
+
+def test_unknown_senders_witness_nothing_and_stay_unknown(cell: Cell) -> None:
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = cell.public_room(alice, bruno)
+    cell.emit(alice, view, T.MESSAGE, {"body": b"lu"})
+    before_late = list(view)
+    late = cell.emit(bruno, view, T.MESSAGE, {"body": b"vole"})
+    # Two devices of bruno's (revoked) account that were never certified.
+    stranger, ghost = (
+        Author(name, bruno.account, DeviceSecret.generate(cell.rng), bruno.person)
+        for name in ("stranger", "ghost")
+    )
+    citing = cell.emit(stranger, view, T.MESSAGE, {"body": b"x"})
+    unknown = cell.emit(ghost, before_late, T.MESSAGE, {"body": b"y"})
+    result = resolve_with(cell, [*view, unknown], revoked(cell, accounts=(bruno,)))
+    assert reason(result, late) is R.REVOKED_SENDER
+    assert reason(result, citing) is R.REJECTED_PARENT
+    assert reason(result, unknown) is R.UNKNOWN_SENDER
+
+
+def test_a_revoked_account_keeps_what_was_built_on_and_its_invitation(cell: Cell) -> None:
+    alice, bruno, carole = cell.person("alice"), cell.person("bruno"), cell.person("carole")
+    phone = second_device(cell, alice, "phone")
+    view = [cell.create(bruno)]
+    invitation = cell.member(bruno, view, alice, "invite")
+    invite_carole = cell.member(bruno, view, carole, "invite")
+    joined = cell.member(alice, view, alice, "join")
+    laptop_message = cell.emit(alice, view, T.MESSAGE, {"body": b"portable"})
+    phone_message = cell.emit(phone, view, T.MESSAGE, {"body": b"telephone"})
+    cell.emit(bruno, view, T.MESSAGE, {"body": b"recu"})
+    stolen = cell.emit(phone, view, T.MESSAGE, {"body": b"vole"})
+    after = cell.emit(alice, view, T.MESSAGE, {"body": b"encore"})
+    # The account revoked: both devices; the invitations stand.
+    result = resolve_with(cell, view, revoked(cell, accounts=(alice, carole)))
+    for event in (invitation, invite_carole, joined, laptop_message, phone_message):
+        assert event in result.accepted
+    # ``after`` cites ``stolen``: neither has a valid descendant.
+    assert reason(result, stolen) is R.REVOKED_SENDER
+    assert reason(result, after) is R.REVOKED_SENDER
+    joined_and_invited = {"alice": "join", "phone": "join", "bruno": "join", "carole": "invite"}
+    assert roles(cell, result) == joined_and_invited  # the phone is alice's account
+    # Only the phone revoked: the laptop is valid, and its event witnesses the phone's.
+    result = resolve_with(cell, view, revoked(cell, phone))
+    assert stolen in result.accepted and after in result.accepted
+
+
+def test_a_stolen_key_cannot_fork_away_a_witnessed_event(cell: Cell) -> None:
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = cell.public_room(alice, bruno)
+    named = cell.emit(alice, view, T.NAME, {"name": "Crue"}, "")
+    built_on = cell.emit(bruno, view, T.MESSAGE, {"body": b"ok"})
+    ts = 0
+    while True:  # the thief signs another event with the same seq, sorting first
+        fork = make_event(
+            alice.device,
+            alice.key,
+            T.NAME,
+            {"name": "Volé"},
+            room=cell.room,
+            seq=named.seq,
+            prev_seq=named.prev_seq,
+            prev=list(named.prev),
+            depth=named.depth,
+            ts=ts,
+            state_key="",
+        )
+        if fork.id < named.id:
+            break
+        ts += 1
+    events = [*view, fork]
+    # A fork by a valid device: the first in the order wins (a cloned device).
+    assert reason(cell.resolve(events), named) is R.DEVICE_FORK
+    result = resolve_with(cell, events, revoked(cell, alice))
+    assert reason(result, fork) is R.REVOKED_SENDER
+    assert named in result.accepted and built_on in result.accepted
+    assert result.state is not None and result.state.name == "Crue"

@@ -2,10 +2,16 @@
 
 Three replicas (:class:`LiveRoom`) of one room; four people (three agents,
 one of them the creator, and one external), each writing on their own home
-replica, from what it holds.  Events travel one by one between replicas in
-any order (so children often arrive before their parents), twice, or not at
-all across a partition.  After a full synchronisation every replica holds
-the same events and has byte-identical state, the same as :func:`resolve`.
+replica, from what it holds, and the creator's second device ("phone") on
+another replica.  Events travel one by one between replicas in any order
+(so children often arrive before their parents), twice, or not at all
+across a partition.  After a full synchronisation every replica holds the
+same events and has byte-identical state, the same as :func:`resolve`.
+
+Some devices and accounts may have been revoked (the creator's included),
+their keys still writing: their events keep counting where valid devices
+built on them, so runs mix witnessed and unwitnessed events of revoked
+senders.
 
 The same runs are compared with the brute-force model of
 ``tests/core/room_reference.py``, written from ``docs/protocol.md`` §10 (where
@@ -15,6 +21,7 @@ The same runs are compared with the brute-force model of
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,14 +36,16 @@ from hypothesis.stateful import (
 
 from p2ptchap.core.events import ADMIN, MEMBER, MODERATOR, Event, EventType, make_event
 from p2ptchap.core.identity import Kind
+from p2ptchap.core.keys import DeviceSecret
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import Rejection, Resolution, RoomState, encode_state, resolve
-from tests.core.room_reference import Outcome, reference_resolve
-from tests.room_cell import Author, Cell, scenario
+from tests.core.room_reference import Outcome, Revocations, reference_resolve, revoking_some
+from tests.room_cell import Author, Cell, encrypted_shape, scenario
 
 T = EventType
-NAMES = ("alice", "bruno", "carole", "eve")
-HOMES = {"alice": 0, "bruno": 1, "carole": 2, "eve": 2}
+ACCOUNTS = ("alice", "bruno", "carole", "eve")
+NAMES = (*ACCOUNTS, "phone")  # the phone: alice's second device
+HOMES = {"alice": 0, "bruno": 1, "carole": 2, "eve": 2, "phone": 1}
 REPLICAS = (0, 1, 2)
 ACTIONS = ("invite", "kick", "ban", "redact", "state", "post")
 
@@ -81,15 +90,22 @@ class Replicas(RuleBasedStateMachine):
         super().__init__()
         self.cell = Cell(7)
         self.people: dict[str, Author] = {}
-        for name in NAMES:
+        for name in ACCOUNTS:
             kind = Kind.EXTERNAL if name == "eve" else Kind.AGENT
             self.people[name] = self.cell.person(name, kind)
+        alice = self.people["alice"]
+        phone = Author("phone", alice.account, DeviceSecret.generate(self.cell.rng), alice.person)
+        self.people["phone"] = self.cell.authors["phone"] = phone
+        self.revoked = Revocations(self.cell.directory, self.cell.people)
         self.lives = [self._live() for _ in REPLICAS]
         self.held: list[dict[bytes, Event]] = [{} for _ in REPLICAS]
         self.cut: frozenset[int] | None = None  # one side of a partition
 
     def _live(self) -> LiveRoom:
-        return LiveRoom(self.cell.room, self.cell.directory, self.cell.people)
+        return LiveRoom(self.cell.room, self.revoked.directory, self.revoked.people)
+
+    def resolve(self, events: Iterable[Event]) -> Resolution:
+        return resolve(events, self.cell.room, self.revoked.directory, self.revoked.people)
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -132,14 +148,30 @@ class Replicas(RuleBasedStateMachine):
         assert_same(outcome(self.lives[a].resolution), outcome(self.lives[b].resolution))
         if self.check_reference:
             expected = reference_resolve(
-                self.held[a].values(), self.cell.room, self.cell.directory, self.cell.people
+                self.held[a].values(), self.cell.room, self.revoked.directory, self.revoked.people
             )
             assert_same(outcome(self.lives[a].resolution), expected)
 
     # --- the room -----------------------------------------------------------------------
 
-    @initialize(direct=st.booleans(), open_up=st.booleans(), invite=st.booleans())
-    def create(self, direct: bool, open_up: bool, invite: bool) -> None:
+    @initialize(
+        direct=st.booleans(),
+        open_up=st.booleans(),
+        invite=st.booleans(),
+        revoked_devices=st.sets(st.sampled_from(NAMES), max_size=2),
+        revoked_accounts=st.sets(st.sampled_from(ACCOUNTS), max_size=1),
+    )
+    def create(
+        self,
+        direct: bool,
+        open_up: bool,
+        invite: bool,
+        revoked_devices: set[str],
+        revoked_accounts: set[str],
+    ) -> None:
+        """The room, and the revocations every replica knows of (stolen keys write on)."""
+        self.revoked.devices = {bytes(self.people[n].device.public_key()) for n in revoked_devices}
+        self.revoked.accounts = {bytes(self.people[n].key) for n in revoked_accounts}
         alice = self.people["alice"]
         events = [self.cell.create(alice, direct=direct)]
         if open_up:
@@ -159,6 +191,15 @@ class Replicas(RuleBasedStateMachine):
     @rule(name=people)
     def message(self, name: str) -> None:
         self.emit(name, T.MESSAGE, {"body": b"m"})
+
+    @rule(name=people, history=st.booleans())
+    def share_keys(self, name: str, history: bool) -> None:
+        """Key events are authorised like messages (only members post them)."""
+        share = {bytes(32): [b"", b"sealed"]}
+        if history:
+            self.emit(name, T.HISTORY_KEYS, {"shares": share})
+        else:
+            self.emit(name, T.ROOM_KEY, {"session": bytes(32), "shares": share})
 
     @rule(name=people)
     def join(self, name: str) -> None:
@@ -307,12 +348,7 @@ class Replicas(RuleBasedStateMachine):
         for replica in REPLICAS:
             if not self.held[replica]:
                 continue
-            expected = resolve(
-                self.held[replica].values(),
-                self.cell.room,
-                self.cell.directory,
-                self.cell.people,
-            )
+            expected = self.resolve(self.held[replica].values())
             assert_same(outcome(self.lives[replica].resolution), outcome(expected))
 
     def teardown(self) -> None:
@@ -357,6 +393,17 @@ def test_reference_agrees_with_resolve_on_scenarios(seed: int) -> None:
     cell, events = scenario(seed)
     expected = reference_resolve(events, cell.room, cell.directory, cell.people)
     assert_same(outcome(cell.resolve(events)), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 2**32))
+def test_reference_agrees_with_resolve_with_revoked_senders(seed: int, revoking: int) -> None:
+    cell, events = scenario(seed)
+    senders = [(a.key, a.device.public_key()) for a in cell.authors.values()]
+    revoked = revoking_some(cell.directory, cell.people, senders, revoking)
+    expected = reference_resolve(events, cell.room, revoked.directory, revoked.people)
+    got = resolve(events, cell.room, revoked.directory, revoked.people)
+    assert_same(outcome(got), expected)
 
 
 @settings(max_examples=30, deadline=None)
@@ -626,7 +673,7 @@ def _shallow_event(cell: Cell, after: bool) -> Case:
             bruno.device,
             bruno.key,
             T.MESSAGE,
-            {"body": b"x"},
+            encrypted_shape(T.MESSAGE, {"body": b"x"}),
             room=cell.room,
             seq=2,
             prev_seq=join.id,
@@ -684,9 +731,14 @@ def _fate(result: Outcome, event: Event) -> str | None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_specified_outcome(case: str) -> None:
     cell, events, fates = CASES[case]()
-    expected = reference_resolve(events, cell.room, cell.directory, cell.people)
-    got = outcome(cell.resolve(events))
-    live = LiveRoom(cell.room, cell.directory, cell.people)
+    _check(cell.room, Revocations(cell.directory, cell.people), events, fates)
+
+
+def _check(room: bytes, revoked: Revocations, events: list[Event], fates: Fates) -> None:
+    directory, people = revoked.lookups()
+    expected = reference_resolve(events, room, directory, people)
+    got = outcome(resolve(events, room, directory, people))
+    live = LiveRoom(room, directory, people)
     for event in reversed(events):  # children first: everything waits, then resolves
         live.add(event)
     for event, fate in fates:
@@ -695,3 +747,86 @@ def test_the_specified_outcome(case: str) -> None:
         assert _fate(got, event) == wanted, "resolve"
     assert_same(got, expected)
     assert_same(outcome(live.resolution), expected)
+
+
+# Revoked senders (§10 admission): each case gives the revocations too.
+
+RevokedCase = tuple[Cell, Revocations, list[Event], Fates]
+
+
+def _revoked(cell: Cell, *devices: Author) -> Revocations:
+    revoked = Revocations(cell.directory, cell.people)
+    revoked.devices = {bytes(a.device.public_key()) for a in devices}
+    return revoked
+
+
+def a_stolen_key_forking_a_witnessed_event() -> RevokedCase:
+    """An unwitnessed event takes no part in admission: a fork of a witnessed
+    event signed after the revocation, sorting first, does not make the
+    witnessed one a ``device-fork``."""
+    cell = Cell(30)
+    alice, bruno = cell.person("alice"), cell.person("bruno")
+    view = cell.public_room(alice, bruno)
+    named = cell.emit(alice, view, T.NAME, {"name": "a"}, "")
+    seen = cell.emit(bruno, view, T.MESSAGE, {"body": b"m"})
+    ts = 0
+    while True:
+        fork = make_event(
+            alice.device,
+            alice.key,
+            T.NAME,
+            {"name": "b"},
+            room=cell.room,
+            seq=named.seq,
+            prev_seq=named.prev_seq,
+            prev=list(named.prev),
+            depth=named.depth,
+            ts=ts,
+            state_key="",
+        )
+        if fork.id < named.id:
+            break
+        ts += 1
+    fates: Fates = [(fork, Rejection.REVOKED_SENDER), (named, None), (seen, None)]
+    return cell, _revoked(cell, alice), [*view, fork], fates
+
+
+def witnessed_through_an_unknown_sender_and_not_by_a_waiting_event() -> RevokedCase:
+    """A witness is any event, not waiting, of a valid sender, whatever becomes
+    of it; the links are followed through events of unknown senders.  An
+    event that waits witnesses nothing."""
+    cell = Cell(31)
+    alice, bruno, carole = cell.person("alice"), cell.person("bruno"), cell.person("carole")
+    view = cell.public_room(alice, bruno, carole)
+    side = list(view)
+    stolen = cell.emit(bruno, view, T.MESSAGE, {"body": b"1"})
+    stranger = Author("stranger", carole.account, DeviceSecret.generate(cell.rng), carole.person)
+    unknown = cell.emit(stranger, view, T.MESSAGE, {"body": b"2"})
+    citing = cell.emit(alice, view, T.MESSAGE, {"body": b"3"})
+    late = cell.emit(bruno, side, T.MESSAGE, {"body": b"4"})
+    missing = cell.emit(carole, side, T.MESSAGE, {"body": b"5"})  # never arrives
+    waiting = cell.emit(carole, side, T.MESSAGE, {"body": b"6"})  # the only one after ``late``
+    fates: Fates = [
+        (stolen, None),
+        (unknown, Rejection.UNKNOWN_SENDER),
+        (citing, Rejection.REJECTED_PARENT),
+        (late, Rejection.REVOKED_SENDER),
+    ]
+    events = [e for e in _union(view, side) if e is not missing]
+    assert waiting in events
+    return cell, _revoked(cell, bruno), events, fates
+
+
+REVOKED_CASES = {
+    f.__name__: f
+    for f in (
+        a_stolen_key_forking_a_witnessed_event,
+        witnessed_through_an_unknown_sender_and_not_by_a_waiting_event,
+    )
+}
+
+
+@pytest.mark.parametrize("case", sorted(REVOKED_CASES))
+def test_the_specified_outcome_with_revoked_senders(case: str) -> None:
+    cell, revoked, events, fates = REVOKED_CASES[case]()
+    _check(cell.room, revoked, events, fates)

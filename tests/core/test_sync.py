@@ -23,6 +23,7 @@ from p2ptchap.core.keys import AccountKey, AccountSecret, DeviceSecret
 from p2ptchap.core.room import RoomState
 from p2ptchap.core.sync import (
     MAX_BATCH_EVENTS,
+    MAX_KEY_REQUEST,
     MAX_REASON,
     MAX_RECEIPTS,
     MAX_TRUST_IDS,
@@ -35,6 +36,7 @@ from p2ptchap.core.sync import (
     Access,
     Events,
     InvalidReceipt,
+    KeyRequest,
     ReceiptKind,
     Receipts,
     Refused,
@@ -213,7 +215,8 @@ TIDS = TrustIds((eid(1),))
 TWANT = TrustWant((eid(1),))
 TRUST = TrustItems(((TrustKind.ACCOUNT, b"cert"),))
 RECEIPTS = Receipts(ROOM, (b"r",))
-EVERY = (VV, WANT, EVENTS, REFUSED, TSUM, TIDS, TWANT, TRUST, RECEIPTS)
+KEYREQ = KeyRequest(ROOM, (eid(2),))
+EVERY = (VV, WANT, EVENTS, REFUSED, TSUM, TIDS, TWANT, TRUST, RECEIPTS, KEYREQ)
 
 
 def vv_entry(device: codec.Value, seq: codec.Value, top: codec.Value) -> codec.Value:
@@ -242,6 +245,11 @@ MALFORMED: dict[str, dict[codec.Key, codec.Value]] = {
     "want id 31 bytes": with_(WANT, ids=[eid(1)[:31]]),
     "events room 33 bytes": with_(EVENTS, room=ROOM + b"\x00"),
     "refused room 31 bytes": with_(REFUSED, room=ROOM[:31]),
+    "key-req room 31 bytes": with_(KEYREQ, room=ROOM[:31]),
+    "key-req session 33 bytes": with_(KEYREQ, sessions=[eid(2) + b"\x00"]),
+    "key-req too many sessions": with_(KEYREQ, sessions=[eid(2)] * (MAX_KEY_REQUEST + 1)),
+    "key-req sessions not a list": with_(KEYREQ, sessions=eid(2)),
+    "key-req extra field": with_(KEYREQ, extra=1),
     "receipts room 31 bytes": with_(RECEIPTS, room=ROOM[:31]),
     "trust-sum digest 31 bytes": with_(TSUM, digest=eid(1)[:31]),
     "trust-ids id 33 bytes": with_(TIDS, ids=[eid(1) + b"\x00"]),

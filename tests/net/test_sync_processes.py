@@ -77,6 +77,32 @@ def test_an_invitation_reaches_an_invitee_through_a_member_while_its_author_is_a
     assert status["rooms"] >= 1 and status["sync"]["events-received"] > 0
 
 
+def test_messages_sent_from_the_cli_reach_a_member_encrypted_and_never_rest_in_clear(
+    nodes: Nodes, cell: Path
+) -> None:
+    port_a = nodes.up("alice")
+    nodes.up("bruno", port_a)
+    nodes.wait_for(lambda: len(nodes.peers("alice")) == 1)
+    room = json.loads(ok(cell, "--home", "alice", "room", "create", "Chiffré", "--json"))["room"]
+    ok(cell, "--home", "alice", "room", "invite", room, "bruno@x.gouv.fr")
+    nodes.wait_for(lambda: room in rooms(cell, "bruno"))
+    ok(cell, "--home", "bruno", "room", "join", room)
+    nodes.wait_for(lambda: members(cell, "alice", room).get("bruno@x.gouv.fr") == "join")
+    secret = "Point de ralliement : gymnase Jean-Moulin, 3 h 40"
+    sent = json.loads(ok(cell, "--home", "alice", "room", "send", room, secret, "--json"))
+
+    def bruno_reads() -> list[dict[str, object]]:
+        return list(json.loads(ok(cell, "--home", "bruno", "room", "read", room, "--json")))
+
+    nodes.wait_for(lambda: any(m["text"] == secret for m in bruno_reads()))
+    [message] = [m for m in bruno_reads() if m["id"] == sent["event"]]
+    assert message["name"] and message["waiting"] is None
+    # Neither database (nor its WAL) holds the text, though both nodes show it.
+    for name in ("alice", "bruno"):
+        for path in (cell / name).glob("node.db*"):
+            assert secret.encode() not in path.read_bytes(), path
+
+
 BULK = """
 import os, sys, time
 from pathlib import Path
@@ -108,7 +134,9 @@ def test_a_node_killed_mid_sync_restarts_and_converges_with_nothing_lost(
         timeout=300,
     )
     total = count_events(cell, "alice", room)
-    assert total == 3004
+    # 4 to set the room up, 3 000 messages, and one room-key event per
+    # session of 100 messages (the session rotates every 100).
+    assert total == 3004 + 3000 // 100
     # Bruno comes back, starts catching up, and is killed without warning.
     nodes.up("bruno", port_a)
     nodes.wait_for(lambda: count_events(cell, "bruno", room) > 100, timeout=30)

@@ -11,8 +11,9 @@ from p2ptchap.core.directory import InvalidSummary, make_summary
 from p2ptchap.core.errors import VerificationError
 from p2ptchap.core.events import Membership
 from p2ptchap.core.identity import Kind
+from p2ptchap.core.keys import AccountKey
 from p2ptchap.core.revocation import RevocationSet
-from p2ptchap.core.room import RoomState
+from p2ptchap.core.room import Person, RoomState
 from p2ptchap.store.db import Database
 from p2ptchap.store.directory import DirectoryStore
 from tests.conftest import DAY, NOW, Member, Org, make_org, make_rng
@@ -80,6 +81,31 @@ def test_a_revocation_takes_effect_at_once(tmp_path: Path, org: Org) -> None:
     revoked.add(revocation.revoke_email(org.secret, bruno.account.email, NOW + 1), org.trust)
     assert directory.people(bruno.account.account_key) is None
     assert directory.search("bruno") == []
+
+
+def test_room_rules_still_know_revoked_devices_and_accounts(tmp_path: Path, org: Org) -> None:
+    revoked = RevocationSet()
+    directory = store(tmp_path, org, revoked)
+    bruno = org.member("bruno@interieur.gouv.fr", "Bruno")
+    carole = org.member("carole@interieur.gouv.fr", "Carole", kind=Kind.EXTERNAL)
+    known(directory, bruno, carole)
+    account = bruno.account.account_key
+    device = identity.parse_device_certificate(bruno.device).device_key
+    other = identity.parse_device_certificate(carole.device).device_key
+    valid = Person(Kind.AGENT, "bruno@interieur.gouv.fr")
+    assert directory.author(account, device) == directory.sender(account, device) == valid
+    assert directory.known_person(account) == directory.people(account) == valid
+    assert directory.author(account, other) is None  # a device of another account
+    assert directory.known_person(AccountKey(bytes(32))) is None
+    revoked.add(revocation.revoke_device(bruno.secret, bruno.certificate, device, NOW), org.trust)
+    assert directory.sender(account, device) is None
+    assert directory.author(account, device) == Person(valid.kind, valid.email, revoked=True)
+    assert directory.known_person(account) == valid  # only the device is revoked
+    revoked.add(revocation.revoke_email(org.secret, carole.account.email, NOW + 1), org.trust)
+    carole_key = carole.account.account_key
+    assert directory.people(carole_key) is None and directory.sender(carole_key, other) is None
+    gone = Person(Kind.EXTERNAL, "carole@interieur.gouv.fr", revoked=True)
+    assert directory.known_person(carole_key) == directory.author(carole_key, other) == gone
 
 
 def test_public_room_summaries(tmp_path: Path, org: Org) -> None:

@@ -108,7 +108,7 @@ def test_resolving_again_after_a_directory_change(tmp_path: Path) -> None:
     cell, store, _ = stored(tmp_path)
     before = store.live(cell.room).resolution
     assert len(before.accepted) > 1
-    gone = cell.authors.pop("bruno")  # as if bruno's certificate were revoked
+    gone = cell.authors.pop("bruno")  # as if bruno's authority were no longer trusted
     after = store.resolve_again(cell.room)
     assert all(e.account != gone.key for e in after.accepted)
     assert reopen(cell, store).live(cell.room).resolution.accepted == after.accepted

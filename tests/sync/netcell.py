@@ -81,7 +81,7 @@ class SyncCell:
         directory = DirectoryStore(db, self.org.trust, book.revocations, lambda: NOW)
         device = identity.parse_device_certificate(member.device)
         clock: Callable[[], float] = lambda: NOW + trio.current_time()  # noqa: E731
-        me = Me(member.account, device, member.device_secret)
+        me = Me(member.account, device, member.device_secret, member.exchange_secret)
         rooms = Rooms(db, directory, me, clock, make_rng(self.seed * 1000 + len(self.nodes)))
         replicator = Replicator(rooms, book, settings=self.settings)
         verified = VerifiedDevice(member.account, device)

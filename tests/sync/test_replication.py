@@ -300,7 +300,7 @@ async def test_events_of_made_up_devices_do_not_grow_the_vector_nor_spread(
                 m.device_secret,
                 m.account.account_key,
                 EventType.MESSAGE,
-                {"body": b"junk"},
+                {"session": bytes(32), "index": 0, "ct": b"junk" * 4},
                 room=room,
                 seq=1,
                 prev_seq=None,
