@@ -343,7 +343,7 @@ class Rooms:
         for account, membership in state.membership.items():
             if membership is not Membership.JOIN and not everyone:
                 continue
-            certificate = self.directory.account(account)
+            certificate = self.directory.account_ever(account)  # a revoked one keeps its name
             found.append(
                 MemberInfo(
                     account=account,
@@ -368,7 +368,7 @@ class Rooms:
         for event in reversed(accepted):
             if event.type is not T.MESSAGE or event.id in redacted:
                 continue
-            certificate = self.directory.account(event.account)
+            certificate = self.directory.account_ever(event.account)
             inner = self.keys.plaintext(event.id) if self.keys.unlocked else None
             body: bytes | None = None
             reply: codec.Value = None

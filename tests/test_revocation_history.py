@@ -20,6 +20,7 @@ from p2ptchap.core.events import Membership
 from p2ptchap.core.room import Rejection
 from p2ptchap.rooms import RoomRefused, Rooms
 from p2ptchap.store.db import Database
+from p2ptchap.store.directory import DirectoryStore
 from tests.conftest import NOW
 from tests.test_rooms import World, _device
 
@@ -132,3 +133,35 @@ def test_revoking_an_account_keeps_its_history_and_invitations(world: World) -> 
         bruno.invite(room, world.key("carole"))
     assert refused.value.reason is Rejection.UNKNOWN_INVITEE
     assert world.key("carole") not in bruno.state(room).membership
+
+
+def test_a_node_that_learns_the_revocation_before_the_certificates_keeps_the_room(
+    world: World,
+) -> None:
+    """Dora's node is set up after Alice's laptop was revoked: it gets the
+    revocation first, then the (revoked) certificates, then the room.  The
+    certificates are kept (the look-ups leave them out), so what was built
+    on Alice's events still counts there as everywhere."""
+    world.node("alice")
+    bruno = world.node("bruno")
+    room = _room(world)
+    _revoke_device(world, "bruno", "alice")
+    member = world.people["alice"]
+    record = revocation.revoke_device(
+        member.secret, member.certificate, _device(member).device_key, NOW
+    )
+    dora = world.node("dora")  # knows every certificate...
+    dora.directory.db.close()
+    revocations = world.revocations["dora"]
+    assert revocations.add(record, world.org.trust)  # ... but learns the revocation first:
+    db = Database(world.tmp_path / "dora-again.db")
+    directory = DirectoryStore(db, world.org.trust, lambda: revocations, lambda: NOW)
+    for person in world.people.values():
+        directory.add_account(person.certificate)
+        directory.add_device(person.device)
+    assert directory.account(world.key("alice")) is not None  # her account is not revoked
+    assert directory.sender(world.key("alice"), _device(member).device_key) is None
+    fresh = Rooms(db, directory, dora.me, lambda: NOW)
+    fresh.store.add(room, [e.raw for e in bruno.store.events(room)])
+    assert fresh.info(room).name == "Cellule de crise"
+    assert fresh.store.statuses(room) == bruno.store.statuses(room)

@@ -107,9 +107,15 @@ class DirectoryStore:
         A certificate for an address already bound to another account key is
         kept too (an agent re-enrolled after losing every device): both keys
         are searchable, the newer first.
+
+        A *revoked* certificate that verifies otherwise is kept as well: the
+        look-ups below leave it out, but the room rules still need it to
+        count the events its devices made before the revocation (a node
+        that learns the revocation first would otherwise see them as from
+        an unknown sender, and a room they built would collapse there).
         """
         certificate = identity.verify_account_certificate(
-            data, self.trust, self.revocations(), self.clock()
+            data, self.trust, RevocationSet(), self.clock()
         )
         known = self._accounts.get(certificate.account_key)
         if known is not None and known.issued_at >= certificate.issued_at:
@@ -125,7 +131,8 @@ class DirectoryStore:
         account = self._accounts.get(device.account_key)
         if account is None:
             raise VerificationError(VerificationFailure.MISMATCH, "device of an unknown account")
-        identity.verify_device_certificate(data, account, self.revocations())
+        # Revoked or not (see add_account): the look-ups apply revocations.
+        identity.verify_device_certificate(data, account, RevocationSet())
         if device.device_key not in self._devices:
             with self.db.transaction() as cursor:
                 cursor.execute(
@@ -165,6 +172,10 @@ class DirectoryStore:
         if certificate is None or identity.is_revoked(certificate, self.revocations()):
             return None
         return certificate
+
+    def account_ever(self, account: AccountKey) -> AccountCertificate | None:
+        """The account's certificate if held, revoked or not: names in a room's history."""
+        return self._accounts.get(account)
 
     def people(self, account: AccountKey) -> Person | None:
         """The room model's ``people`` look-up."""
