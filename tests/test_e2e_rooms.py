@@ -16,7 +16,16 @@ from p2ptchap.core import codec, revocation
 from p2ptchap.core.events import EventType
 from p2ptchap.core.identity import parse_device_certificate
 from p2ptchap.core.megolm import InboundSession, OutboundSession, Ratchet
-from p2ptchap.core.roomkeys import HistoryKey, ShareKind, encode_history, encode_room_key
+from p2ptchap.core.roomkeys import (
+    PREKEY_GRACE,
+    PREKEY_ROTATION,
+    HistoryKey,
+    ShareKind,
+    encode_history,
+    encode_room_key,
+    open_share,
+    seal_share,
+)
 from p2ptchap.e2e import ROTATE_AFTER_MESSAGES, ROTATE_AFTER_SECONDS, rotation_reason
 from p2ptchap.rooms import Rooms
 from p2ptchap.store.db import Database
@@ -273,3 +282,55 @@ def test_inbound_sessions_at_rest_keep_no_used_key(world: World) -> None:
     assert isinstance(held, InboundSession)
     assert held.ratchet.index == 1 and held.skipped == {} and held.used == {0}
     assert encode_room_key(held.ratchet) != encode_room_key(Ratchet(0, bytes(128)))
+
+
+def test_prekeys_rotate_weekly_and_replaced_secrets_are_deleted_after_the_grace(
+    world: World,
+) -> None:
+    alice, bruno = world.node("alice"), world.node("bruno")
+    now = [NOW]
+    bruno.crypto.clock = lambda: now[0]
+    first = bruno.keys.own_prekey()
+    assert first is not None  # made when the node first opened
+    assert bruno.crypto.ensure_prekey() is None  # not due yet
+    # Alice seals a share to Bruno's current prekey (as a sender would).
+    assert alice.add_prekey(first[0].raw)
+    prekey = alice.keys.prekey_of(bytes(bruno.me.device.device_key))
+    assert prekey is not None and prekey.key == first[0].key
+    assert alice.me.exchange is not None
+    fields = {
+        "room": bytes(32),
+        "session": bytes(32),
+        "sender": alice.me.device.device_key,
+        "recipient": bruno.me.device.device_key,
+    }
+    box = seal_share(
+        ShareKind.ROOM_KEY,
+        b"payload",
+        sender_exchange=alice.me.exchange,
+        recipient_key=prekey.key,
+        rng=make_rng(8),
+        **fields,  # type: ignore[arg-type]
+    )
+    now[0] += PREKEY_ROTATION
+    second = bruno.crypto.ensure_prekey()
+    assert second is not None and second.key != first[0].key
+    # Within the grace period the old secret still opens late shares ...
+    secret = bruno.keys.own_prekey_secret(first[0].id)
+    assert secret is not None
+    opened = open_share(
+        ShareKind.ROOM_KEY,
+        box,
+        sender_exchange=alice.me.exchange.public_key(),
+        recipient_secret=secret,
+        **fields,  # type: ignore[arg-type]
+    )
+    assert opened == b"payload"
+    # ... and after it, the secret is gone: a captured share stays sealed.
+    now[0] += PREKEY_GRACE
+    bruno.crypto.ensure_prekey()
+    assert bruno.keys.own_prekey_secret(first[0].id) is None
+    assert bruno.keys.own_prekey_secret(second.id) is not None
+    # Gossip keeps only the newest record of a device.
+    assert alice.add_prekey(second.raw)
+    assert not alice.add_prekey(first[0].raw)
