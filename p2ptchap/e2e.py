@@ -189,26 +189,31 @@ class RoomCrypto:
         return [{"session": session, "shares": part} for part in _chunks(shares)]
 
     def history_contents(
-        self, room: bytes, state: RoomState, account: AccountKey
+        self, room: bytes, state: RoomState, account: AccountKey, latest: dict[bytes, bytes]
     ) -> list[dict[codec.Key, codec.Value]]:
         """``history_keys`` contents giving ``account``'s devices the room's past sessions.
 
-        Only for a room whose history is shared; the sessions are those we
-        can pass on from their start: ours, and those received while the
-        history was shared.
+        Only for a room whose history is shared, and only *closed* sessions:
+        a ratchet reaches every later index of its session, so a session
+        still in use must not leave its members.  Ours are closed by this
+        very bundle (our current one is retired: the next message starts a
+        new one); another device's, when ``latest`` (owner device → the
+        session of its latest ``room_key`` event here) shows it has moved
+        on.  The invitee asks the owners for the sessions still open; an
+        owner that answers counts it among that session's recipients.
         """
         if state.history != "shared":
             return []
-        found = [
-            HistoryKey(DeviceKey(self.device_bytes), s.session_id, s.first)
-            for s in self.keys.outbound_sessions(room)
-            if s.history == "shared"
-        ]
+        own = [s for s in self.keys.outbound_sessions(room) if s.history == "shared"]
+        found = [HistoryKey(DeviceKey(self.device_bytes), s.session_id, s.first) for s in own]
         found += [
             HistoryKey(DeviceKey(s.owner), s.session_id, s.first)
             for s in self.keys.inbound_of_room(room)
-            if s.first is not None
+            if s.first is not None and latest.get(s.owner, s.session_id) != s.session_id
         ]
+        current = self.keys.outbound(room)
+        if current is not None and any(s.session_id == current.session_id for s in own):
+            self.keys.put_outbound(current, current=False)
         if not found:
             return []
         targets = {
@@ -339,8 +344,6 @@ class RoomCrypto:
         from_owner: bool,
     ) -> bool:
         held = self.keys.inbound(owner, session)
-        if held is not None and held.room != room:
-            return False  # a session id reused in another room: keep the first
         if held is None or (from_owner and not held.from_owner):
             # A bundle's copy never overrides nor blocks the owner's own share.
             first = ratchet if state.history == "shared" else None
@@ -348,6 +351,8 @@ class RoomCrypto:
                 InboundSession(room, owner, session, ratchet, first=first, from_owner=from_owner)
             )
             return True
+        if held.room != room:
+            return False  # a session id reused in another room: keep the first
         if held.merge(ratchet):
             self.keys.put_inbound(held)
             return True

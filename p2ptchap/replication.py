@@ -81,6 +81,8 @@ MAX_REFUSED_TRUST = 16384
 MAX_SKIPPED_IDS = 4096
 #: An account may have at most this many device certificates in our directory.
 MAX_DEVICES_PER_ACCOUNT = 64
+#: A device asking again for a session it was given waits this long (seconds).
+KEY_ANSWER_COOLDOWN = 3600.0
 
 
 class TooManyDevices(RemoteError):
@@ -183,8 +185,6 @@ class _Peer:
     trust_theirs: bytes | None = None
     #: Sessions of this peer whose keys we asked it for (asked again now and then).
     keys_asked: set[bytes] = dataclasses.field(default_factory=set)
-    #: Sessions of ours this peer asked for and was answered (once per connection).
-    keys_answered: set[bytes] = dataclasses.field(default_factory=set)
 
     @property
     def verified(self) -> VerifiedDevice:
@@ -225,6 +225,8 @@ class Replicator:
         self._vectors: dict[bytes, tuple[object, int, sync.Vector]] = {}
         #: Trust items we refused (not asked for again; cleared when too many).
         self._refused_trust: set[bytes] = set()
+        #: (device, session) → when we last answered its key request.
+        self._keys_answered: dict[tuple[bytes, bytes], float] = {}
 
     # --- owner's interface ----------------------------------------------------------------
 
@@ -709,9 +711,13 @@ class Replicator:
             self.nudge()
             # Keys that arrived unlock waiting messages; messages whose key
             # is missing are asked for from their sender's device.
-            if self.rooms.decrypt_room(room) or self.rooms.undecrypted():
-                for other in list(self._peers.values()):
-                    self._ask_keys(other)
+            try:
+                if self.rooms.decrypt_room(room) or self.rooms.undecrypted():
+                    for other in list(self._peers.values()):
+                        self._ask_keys(other)
+            except P2PTchapError as exc:  # the events are stored: go on
+                self.counters["decrypt-error"] += 1
+                log.warning("could not decrypt in a room: %s", exc)
         return len(new)
 
     # --- room keys ----------------------------------------------------------------------------
@@ -732,16 +738,32 @@ class Replicator:
             self._send(peer, sync.KeyRequest(room, tuple(ordered)))
 
     def _on_key_request(self, peer: _Peer, message: sync.KeyRequest) -> None:
-        fresh = [s for s in message.sessions if s not in peer.keys_answered]
+        # Once per (device, session) per hour, whatever the connections: each
+        # answer is an event every member stores.
+        now = trio.current_time()
+        fresh = [
+            s
+            for s in message.sessions
+            if now - self._keys_answered.get((peer.key, s), -math.inf) > KEY_ANSWER_COOLDOWN
+        ]
         if not fresh or message.room not in self._room_set():
             return
-        peer.keys_answered.update(fresh)
+        if len(self._keys_answered) > 65536:
+            self._keys_answered.clear()
         verified = peer.verified
-        done = self.rooms.answer_key_request(
-            message.room, verified.device.device_key, verified.account.account_key, fresh
-        )
+        try:
+            done = self.rooms.answer_key_request(
+                message.room, verified.device.device_key, verified.account.account_key, fresh
+            )
+        except P2PTchapError as exc:  # e.g. we can no longer write in that room
+            self.counters["key-requests-failed"] += 1
+            log.info("could not answer a key request: %s", exc)
+            return
         self.counters["key-requests-answered" if done else "key-requests-refused"] += 1
         if done:
+            # Refused requests may be granted later (the asker's join may not
+            # have reached us yet): only answered ones wait for the cooldown.
+            self._keys_answered.update(((peer.key, s), now) for s in fresh)
             self.nudge()
 
     def _remember_unserved(self, peer: _Peer, room: bytes, want: sync.Want) -> None:
@@ -1106,8 +1128,8 @@ class Replicator:
         if rounds % 60 == 0 and self.rooms.crypto.ensure_prekey() is not None:
             self.trust_changed(False)  # our new prekey goes out
         for peer in list(self._peers.values()):
-            if rounds % 12 == 0:
-                peer.keys_asked.clear()  # the owner may hold the key now
+            if rounds % 5 == 0:
+                peer.keys_asked.clear()  # the owner may hold the key, or grant it, now
             self._ask_keys(peer)
             # Our digest, when it changed; and once a minute where we still
             # differ (what was lost is sent again, not every round).

@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import Final
+from functools import partial
+from typing import Final, TypeVar
 
 from p2ptchap import accounts
 from p2ptchap.core import codec
@@ -30,7 +32,7 @@ from p2ptchap.core.directory import (
     make_summary,
     may_search,
 )
-from p2ptchap.core.errors import N_, LocalError, UsageError
+from p2ptchap.core.errors import N_, DecodeError, LocalError, StorageError, UsageError
 from p2ptchap.core.events import (
     ADMIN,
     MAX_PREV,
@@ -44,7 +46,7 @@ from p2ptchap.core.events import (
 from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
 from p2ptchap.core.keys import AccountKey, DeviceKey, DeviceSecret, ExchangeSecret, Rng
 from p2ptchap.core.live_room import LiveRoom
-from p2ptchap.core.megolm import OutboundSession
+from p2ptchap.core.megolm import MegolmError, OutboundSession
 from p2ptchap.core.room import DEFAULT_POWER, Rejection, RoomState
 from p2ptchap.core.sync import (
     Receipt,
@@ -62,6 +64,8 @@ from p2ptchap.store.receipts import ReceiptStore
 from p2ptchap.store.rooms import RoomStore, blob
 
 T = EventType
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 #: Shown whenever a room becomes (or is created) public.
 PUBLIC_WARNING: Final = N_(
@@ -474,19 +478,19 @@ class Rooms:
         decrypted = 0
         with self.db.transaction():
             processed = self.keys.processed(room)
-            taught = False
+            taught: set[tuple[bytes, bytes]] = set()
             for event in accepted:
                 if event.type in KEY_TYPES and event.id not in processed:
-                    taught |= bool(self.crypto.take_keys(event, state))
+                    taught |= self._guarded(partial(self.crypto.take_keys, event, state), set())
                     self.keys.mark_processed(room, event.id)
             done = self.keys.decrypted(room)
-            waiting = {r[1] for r in self.keys.undecrypted(room)}
+            waiting = {r[1]: (r[2], r[3]) for r in self.keys.undecrypted(room)}
             for event in accepted:
                 if event.type not in ENCRYPTED_TYPES or event.id in done:
                     continue
-                if event.id in waiting and not taught:
+                if event.id in waiting and waiting[event.id] not in taught:
                     continue  # nothing new to try it with
-                if self.crypto.decrypt(event) is not None:
+                if self._guarded(partial(self.crypto.decrypt, event), None) is not None:
                     decrypted += 1
         self._decrypted_upto[room] = (
             self.db.query("PRAGMA data_version")[0][0],
@@ -494,6 +498,19 @@ class Rooms:
             len(accepted),
         )
         return decrypted
+
+    def _guarded(self, action: Callable[[], _T], failed: _T) -> _T:
+        """``action()``, or ``failed`` if stored key material turns out unreadable.
+
+        A session row that cannot be read back (damaged, or written from
+        hostile input that slipped past a check) must cost one message its
+        key, never stop a room — nor replication — from going on.
+        """
+        try:
+            return action()
+        except (DecodeError, StorageError, MegolmError) as exc:
+            log.warning("skipped unreadable key material: %s", exc)
+            return failed
 
     def undecrypted(self) -> list[tuple[bytes, bytes, bytes, bytes, str]]:
         """``(room, event, owner device, session, reason)`` of every message waiting for a key."""
@@ -514,6 +531,9 @@ class Rooms:
         if self.me.secret is None or room not in self.store.rooms():
             return None
         state = self.state(room)
+        me = self.me.account.account_key
+        if not state.is_member(me) or state.level(me) < state.power["post"]:
+            return None  # we could not write the answer (left, or muted)
         live = self._live(room)
 
         def joined_after(session: OutboundSession) -> int | None:
@@ -527,15 +547,23 @@ class Rooms:
             ]
             if not joins:
                 return None
-            clock = live.clock(joins[-1].id) or {}
-            seen = clock.get(bytes(self.me.device.device_key), 0)
+            # By *our* view, not the join's parents (the joiner chooses those):
+            # our messages made after we had seen the join.
+            join = joins[-1]
+            mine = [e for e in live.resolution.accepted if e.device == self.me.device.device_key]
+            aware = [
+                e.seq
+                for e in mine
+                if (live.clock(e.id) or {}).get(bytes(join.device), 0) >= join.seq
+            ]
+            if not aware:
+                return None
             indices = [
                 e.content["index"]
-                for e in live.resolution.accepted
-                if e.device == self.me.device.device_key
-                and e.type in ENCRYPTED_TYPES
+                for e in mine
+                if e.type in ENCRYPTED_TYPES
                 and e.content.get("session") == session.session_id
-                and e.seq > seen
+                and e.seq >= min(aware)
             ]
             return min((i for i in indices if isinstance(i, int)), default=None)
 
@@ -815,7 +843,12 @@ class Rooms:
         with self._writing(room):
             done = self._member(room, account, Membership.INVITE)
             state = self.state(room)
-            bundle = self.crypto.history_contents(room, state, account)
+            latest: dict[bytes, bytes] = {}
+            for event in self._live(room).resolution.accepted:  # in order: the last wins
+                session = event.content.get("session")
+                if event.type is T.ROOM_KEY and isinstance(session, bytes):
+                    latest[bytes(event.device)] = session
+            bundle = self.crypto.history_contents(room, state, account, latest)
             ids = self._write_all(room, T.HISTORY_KEYS, bundle) if self.keys.unlocked else ()
         return dataclasses.replace(done, events=done.events + ids)
 

@@ -334,3 +334,66 @@ def test_prekeys_rotate_weekly_and_replaced_secrets_are_deleted_after_the_grace(
     # Gossip keeps only the newest record of a device.
     assert alice.add_prekey(second.raw)
     assert not alice.add_prekey(first[0].raw)
+
+
+def _shared_room(world: World, *names: str) -> bytes:
+    first = world.nodes[names[0]]
+    room = first.create("Salon").room
+    first.set_history(room, True)
+    for name in names[1:]:
+        first.invite(room, world.key(name))
+    world.sync(*names)
+    for name in names[1:]:
+        world.nodes[name].join(room)
+    world.sync(*names)
+    return room
+
+
+def test_a_history_bundle_never_carries_a_session_still_in_use(world: World) -> None:
+    """Security review F1: the bundle retires the inviter's session, and holds
+    another member's only once that member has moved on; so an invitee
+    removed again reads nothing sent after."""
+    alice, bruno, mallory = world.node("alice"), world.node("bruno"), world.node("mallory")
+    room = _shared_room(world, "alice", "bruno")
+    alice.send(room, b"old from alice")
+    bruno.send(room, b"old from bruno")
+    world.sync("alice", "bruno")
+    alice.invite(room, world.key("mallory"))
+    world.sync("alice", "bruno", "mallory")
+    # Alice's closed session came in the bundle; Bruno's, still in use, did not.
+    assert sorted(m.body or b"" for m in mallory.messages(room)) == [b"", b"old from alice"]
+    alice.kick(room, world.key("mallory"))  # the invitation withdrawn
+    world.sync("alice", "bruno")
+    alice.send(room, b"ALICE AFTER")
+    bruno.send(room, b"BRUNO AFTER")
+    world.sync("alice", "bruno", "mallory")
+    assert [m.body for m in mallory.messages(room)][2:] == [None, None]
+
+
+def test_a_bundle_entry_with_a_boolean_index_is_refused_and_breaks_nothing(world: World) -> None:
+    """Security review F2: a hostile bundle must not make the room unreadable."""
+    alice, bruno, mallory = world.node("alice"), world.node("bruno"), world.node("mallory")
+    room = _shared_room(world, "alice", "bruno", "mallory")
+    alice.send(room, b"fine")
+    world.sync("alice", "mallory")
+    payload = codec.encode(
+        {"sessions": [[bytes(alice.me.device.device_key), bytes(32), True, bytes(128)]]}
+    )
+    targets = {bytes(bruno.me.device.device_key): bytes(world.key("bruno"))}
+    shares = mallory.crypto._seal(ShareKind.HISTORY, room, b"", payload, targets)
+    _forge(mallory, room, T.HISTORY_KEYS, {"shares": shares})
+    world.sync("alice", "bruno", "mallory")
+    alice.send(room, b"still fine")
+    world.sync("alice", "bruno")
+    assert [m.body for m in bruno.messages(room)] == [b"fine", b"still fine"]
+
+
+def test_an_owner_that_left_does_not_answer_key_requests(world: World) -> None:
+    """Security review F6: answering would need an event it may not write."""
+    alice, bruno = world.node("alice"), world.node("bruno")
+    room = _room(world, "alice", "bruno")
+    alice.send(room, b"x")
+    session = _current_session(alice, room)
+    alice.leave(room)
+    device = bruno.me.device.device_key
+    assert alice.answer_key_request(room, device, world.key("bruno"), [session]) is None

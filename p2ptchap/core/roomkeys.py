@@ -277,6 +277,7 @@ def decode_history(payload: bytes) -> list[HistoryKey]:
                 and isinstance(session, bytes)
                 and len(session) == SESSION_ID_SIZE
                 and isinstance(index, int)
+                and not isinstance(index, bool)
                 and isinstance(data, bytes)
             ):
                 raise DecodeError("history bundle: malformed entry")

@@ -36,6 +36,10 @@ async def test_two_nodes_learn_each_other_and_share_a_room(
         await trio.sleep(2)
         assert bob.rooms.info(done.room).membership is Membership.INVITE
         bob.rooms.join(done.room)
+        # Under the default history rule, bob reads what alice sends once
+        # alice has seen him join (protocol §14).
+        await trio.sleep(2)
+        assert alice.rooms.info(done.room).members == 2
         for n in range(5):
             alice.rooms.send(done.room, f"message {n}".encode())
         await trio.sleep(2)
