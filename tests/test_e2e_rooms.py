@@ -41,9 +41,11 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path)
 
 
-def _room(world: World, *names: str) -> bytes:
+def _room(world: World, *names: str, shared: bool = False) -> bytes:
     first = world.nodes[names[0]]
     room = first.create("Salon").room
+    if shared:
+        first.set_history(room, True)
     for name in names[1:]:
         first.invite(room, world.key(name))
     world.sync(*names)
@@ -336,25 +338,12 @@ def test_prekeys_rotate_weekly_and_replaced_secrets_are_deleted_after_the_grace(
     assert not alice.add_prekey(first[0].raw)
 
 
-def _shared_room(world: World, *names: str) -> bytes:
-    first = world.nodes[names[0]]
-    room = first.create("Salon").room
-    first.set_history(room, True)
-    for name in names[1:]:
-        first.invite(room, world.key(name))
-    world.sync(*names)
-    for name in names[1:]:
-        world.nodes[name].join(room)
-    world.sync(*names)
-    return room
-
-
 def test_a_history_bundle_never_carries_a_session_still_in_use(world: World) -> None:
     """Security review F1: the bundle retires the inviter's session, and holds
     another member's only once that member has moved on; so an invitee
     removed again reads nothing sent after."""
     alice, bruno, mallory = world.node("alice"), world.node("bruno"), world.node("mallory")
-    room = _shared_room(world, "alice", "bruno")
+    room = _room(world, "alice", "bruno", shared=True)
     alice.send(room, b"old from alice")
     bruno.send(room, b"old from bruno")
     world.sync("alice", "bruno")
@@ -373,7 +362,7 @@ def test_a_history_bundle_never_carries_a_session_still_in_use(world: World) -> 
 def test_a_bundle_entry_with_a_boolean_index_is_refused_and_breaks_nothing(world: World) -> None:
     """Security review F2: a hostile bundle must not make the room unreadable."""
     alice, bruno, mallory = world.node("alice"), world.node("bruno"), world.node("mallory")
-    room = _shared_room(world, "alice", "bruno", "mallory")
+    room = _room(world, "alice", "bruno", "mallory", shared=True)
     alice.send(room, b"fine")
     world.sync("alice", "mallory")
     payload = codec.encode(

@@ -48,13 +48,19 @@ async def _room(
         await _known(creator, joiner)
         creator.rooms.invite(room, joiner.account.account_key)
     for joiner in joiners:
-        for _ in range(100):
-            if room in joiner.rooms.store.rooms():
-                break
-            await trio.sleep(0.2)
+        await _holds(joiner, room)
         joiner.rooms.join(room)
     await trio.sleep(5)
     return room
+
+
+async def _holds(node: SyncNode, room: bytes) -> None:
+    """Wait until ``node`` holds ``room`` (an invitation, or the room, has arrived)."""
+    for _ in range(100):
+        if room in node.rooms.store.rooms():
+            return
+        await trio.sleep(0.2)
+    raise AssertionError(f"{node.name} never got the room")
 
 
 def _bodies(node: SyncNode, room: bytes) -> list[bytes | None]:
@@ -148,10 +154,7 @@ async def test_joined_history_hides_the_past_and_shared_history_gives_it(
         for room, newcomer in ((joined, late), (shared, later)):
             await _known(a, newcomer)
             a.rooms.invite(room, newcomer.account.account_key)
-            for _ in range(100):
-                if room in newcomer.rooms.store.rooms():
-                    break
-                await trio.sleep(0.2)
+            await _holds(newcomer, room)
             newcomer.rooms.join(room)
         await trio.sleep(5)
         for room in (joined, shared):
@@ -191,10 +194,7 @@ async def test_undecryptable_messages_resolve_when_the_owner_comes_back(
         # b's new laptop meets only b; a, who never heard of it, posts.
         b2 = await _new_device(cell, b, "b2")
         cell.net.connect("b", "b2")
-        for _ in range(100):
-            if room in b2.rooms.store.rooms():
-                break
-            await trio.sleep(0.2)
+        await _holds(b2, room)
         a.rooms.send(room, b"while the laptop was away from a")
         await trio.sleep(10)
         [waiting] = b2.rooms.messages(room)
@@ -219,10 +219,7 @@ async def test_a_join_cannot_claim_messages_its_author_had_not_seen_it_before(
         room = await _room(cell, a, b)
         await _known(a, c)
         a.rooms.invite(room, c.account.account_key)
-        for _ in range(100):
-            if room in c.rooms.store.rooms():
-                break
-            await trio.sleep(0.2)
+        await _holds(c, room)
         cell.net.partition({"a"}, {"b", "c"})
         c.rooms.join(room)
         a.rooms.send(room, b"while c was only invited, as a knew it")
@@ -245,10 +242,7 @@ async def test_a_new_device_of_a_member_catches_up(
         await trio.sleep(3)
         b2 = await _new_device(cell, b, "b2")
         cell.net.mesh()
-        for _ in range(100):
-            if room in b2.rooms.store.rooms():
-                break
-            await trio.sleep(0.2)
+        await _holds(b2, room)
         await trio.sleep(5)
         a.rooms.send(room, b"after the new laptop")
         await trio.sleep(10)
