@@ -165,6 +165,28 @@ class Cell:
             state_key=state_key,
         )
 
+    def fork_first(self, author: Author, event: Event, content: dict) -> Event:  # type: ignore[type-arg]
+        """Another event of ``author``'s device with ``event``'s ``seq`` and links, that
+        sorts before it (a thief holding the key grinds ``ts`` until it does)."""
+        ts = 0
+        while True:
+            fork = make_event(
+                author.device,
+                author.key,
+                event.type,
+                encrypted_shape(event.type, content),
+                room=self.room,
+                seq=event.seq,
+                prev_seq=event.prev_seq,
+                prev=list(event.prev),
+                depth=event.depth,
+                ts=ts,
+                state_key=event.state_key,
+            )
+            if fork.id < event.id:
+                return fork
+            ts += 1
+
     def member(self, author: Author, view: list[Event], target: Author, membership: str) -> Event:
         return self.emit(author, view, T.MEMBER, {"membership": membership}, target.hex)
 

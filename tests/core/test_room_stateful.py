@@ -769,24 +769,8 @@ def a_stolen_key_forking_a_witnessed_event() -> RevokedCase:
     view = cell.public_room(alice, bruno)
     named = cell.emit(alice, view, T.NAME, {"name": "a"}, "")
     seen = cell.emit(bruno, view, T.MESSAGE, {"body": b"m"})
-    ts = 0
-    while True:
-        fork = make_event(
-            alice.device,
-            alice.key,
-            T.NAME,
-            {"name": "b"},
-            room=cell.room,
-            seq=named.seq,
-            prev_seq=named.prev_seq,
-            prev=list(named.prev),
-            depth=named.depth,
-            ts=ts,
-            state_key="",
-        )
-        if fork.id < named.id:
-            break
-        ts += 1
+    # The thief signs another event with the same seq, sorting first.
+    fork = cell.fork_first(alice, named, {"name": "b"})
     fates: Fates = [(fork, Rejection.REVOKED_SENDER), (named, None), (seen, None)]
     return cell, _revoked(cell, alice), [*view, fork], fates
 

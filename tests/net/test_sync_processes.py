@@ -77,16 +77,24 @@ def test_an_invitation_reaches_an_invitee_through_a_member_while_its_author_is_a
     assert status["rooms"] >= 1 and status["sync"]["events-received"] > 0
 
 
-def test_messages_sent_from_the_cli_reach_a_member_encrypted_and_never_rest_in_clear(
-    nodes: Nodes, cell: Path
-) -> None:
+def alice_and_bruno_in_a_room(nodes: Nodes, cell: Path, name: str) -> tuple[str, int]:
+    """Both nodes running and linked; Alice's room, which Bruno has joined (on his node).
+
+    Returns the room and Alice's port."""
     port_a = nodes.up("alice")
     nodes.up("bruno", port_a)
     nodes.wait_for(lambda: len(nodes.peers("alice")) == 1)
-    room = json.loads(ok(cell, "--home", "alice", "room", "create", "Chiffré", "--json"))["room"]
+    room = str(json.loads(ok(cell, "--home", "alice", "room", "create", name, "--json"))["room"])
     ok(cell, "--home", "alice", "room", "invite", room, "bruno@x.gouv.fr")
     nodes.wait_for(lambda: room in rooms(cell, "bruno"))
     ok(cell, "--home", "bruno", "room", "join", room)
+    return room, port_a
+
+
+def test_messages_sent_from_the_cli_reach_a_member_encrypted_and_never_rest_in_clear(
+    nodes: Nodes, cell: Path
+) -> None:
+    room, _ = alice_and_bruno_in_a_room(nodes, cell, "Chiffré")
     nodes.wait_for(lambda: members(cell, "alice", room).get("bruno@x.gouv.fr") == "join")
     secret = "Point de ralliement : gymnase Jean-Moulin, 3 h 40"
     sent = json.loads(ok(cell, "--home", "alice", "room", "send", room, secret, "--json"))
@@ -118,13 +126,7 @@ for n in range(int(sys.argv[3])):
 def test_a_node_killed_mid_sync_restarts_and_converges_with_nothing_lost(
     nodes: Nodes, cell: Path
 ) -> None:
-    port_a = nodes.up("alice")
-    nodes.up("bruno", port_a)
-    nodes.wait_for(lambda: len(nodes.peers("alice")) == 1)
-    room = json.loads(ok(cell, "--home", "alice", "room", "create", "Bulk", "--json"))["room"]
-    ok(cell, "--home", "alice", "room", "invite", room, "bruno@x.gouv.fr")
-    nodes.wait_for(lambda: room in rooms(cell, "bruno"))
-    ok(cell, "--home", "bruno", "room", "join", room)
+    room, port_a = alice_and_bruno_in_a_room(nodes, cell, "Bulk")
     nodes.wait_for(lambda: count_events(cell, "alice", room) == 4)
     nodes.stop("bruno")
     subprocess.run(

@@ -63,6 +63,13 @@ async def _holds(node: SyncNode, room: bytes) -> None:
     raise AssertionError(f"{node.name} never got the room")
 
 
+async def _meshed(cell: SyncCell, *names: str) -> tuple[list[SyncNode], bytes]:
+    """Nodes linked to each other, all members of a room the first one made."""
+    nodes = await cell.add_many(*names)
+    cell.net.mesh()
+    return nodes, await _room(cell, *nodes)
+
+
 def _bodies(node: SyncNode, room: bytes) -> list[bytes | None]:
     return [m.body for m in node.rooms.messages(room, limit=1000)]
 
@@ -75,9 +82,7 @@ async def test_members_read_each_other_and_nothing_travels_in_clear(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b, c = await cell.add_many("a", "b", "c")
-        cell.net.mesh()
-        room = await _room(cell, a, b, c)
+        (a, b, c), room = await _meshed(cell, "a", "b", "c")
         a.rooms.send(room, b"SECRET-alpha")
         b.rooms.send(room, b"SECRET-bravo")
         c.rooms.send(room, b"SECRET-charlie")
@@ -98,9 +103,7 @@ async def test_a_removed_member_keeping_every_byte_reads_nothing_sent_after(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b, eve = await cell.add_many("a", "b", "eve")
-        cell.net.mesh()
-        room = await _room(cell, a, b, eve)
+        (a, b, eve), room = await _meshed(cell, "a", "b", "eve")
         a.rooms.send(room, b"before the kick")
         await trio.sleep(3)
         assert _bodies(eve, room) == [b"before the kick"]
@@ -188,9 +191,7 @@ async def test_undecryptable_messages_resolve_when_the_owner_comes_back(
     cell: SyncCell, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b = await cell.add_many("a", "b")
-        cell.net.mesh()
-        room = await _room(cell, a, b)
+        (a, b), room = await _meshed(cell, "a", "b")
         # b's new laptop meets only b; a, who never heard of it, posts.
         b2 = await _new_device(cell, b, "b2")
         cell.net.connect("b", "b2")
@@ -235,9 +236,7 @@ async def test_a_new_device_of_a_member_catches_up(
     cell: SyncCell, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b = await cell.add_many("a", "b")
-        cell.net.mesh()
-        room = await _room(cell, a, b)
+        (a, b), room = await _meshed(cell, "a", "b")
         a.rooms.send(room, b"before the new laptop")
         await trio.sleep(3)
         b2 = await _new_device(cell, b, "b2")
