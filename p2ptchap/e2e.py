@@ -28,6 +28,7 @@ from typing import Final
 from p2ptchap.core import codec
 from p2ptchap.core.errors import DecodeError
 from p2ptchap.core.events import ID_SIZE, MAX_REACTION, Event, EventType
+from p2ptchap.core.files import Descriptor, parse_clear_reference
 from p2ptchap.core.identity import DeviceCertificate
 from p2ptchap.core.keys import AccountKey, DeviceKey, DeviceSecret, ExchangeSecret, Rng
 from p2ptchap.core.megolm import InboundSession, MegolmError, OutboundSession, Ratchet
@@ -372,6 +373,7 @@ class RoomCrypto:
             return None
         try:
             inner = _inner(held.decrypt(index, ciphertext), event.type)
+            _same_file(event, inner)
         except (MegolmError, DecodeError) as exc:
             reason = exc.reason if isinstance(exc, MegolmError) else BAD_MESSAGE
             log.info("could not decrypt %s: %s", event.id.hex()[:12], reason)
@@ -441,14 +443,29 @@ def _inner(plaintext: bytes, kind: EventType) -> dict[codec.Key, codec.Value]:
     return value
 
 
+def _same_file(event: Event, inner: dict[codec.Key, codec.Value]) -> None:
+    """The clear file reference and the encrypted descriptor name the same file, or none."""
+    clear = event.content.get("file")
+    secret = inner.get("file")
+    if clear is None and secret is None:
+        return
+    if clear is None or secret is None:
+        raise DecodeError("a file named in one part of the message only")
+    descriptor = Descriptor.from_value(secret)
+    if parse_clear_reference(clear) != (descriptor.root, descriptor.size):
+        raise DecodeError("the clear file reference and the descriptor differ")
+
+
 def check_inner(kind: EventType, value: dict[codec.Key, codec.Value]) -> None:
     """Raise :class:`DecodeError` unless ``value`` is a valid inner content of ``kind``."""
     what = f"encrypted {kind.value}"
     if kind is EventType.MESSAGE:
-        codec.only_keys(value, ("body", "reply_to"), what)
+        codec.only_keys(value, ("body", "reply_to", "file"), what)
         codec.get_bytes(value, "body", what)
         if "reply_to" in value:
             codec.get_bytes(value, "reply_to", what, size=ID_SIZE)
+        if "file" in value:
+            Descriptor.from_value(value["file"])
     elif kind is EventType.EDIT:
         codec.only_keys(value, ("body",), what)
         codec.get_bytes(value, "body", what)

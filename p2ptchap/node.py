@@ -24,19 +24,23 @@ import trio
 
 from p2ptchap import accounts
 from p2ptchap.api.control import ControlServer
-from p2ptchap.core import identity, sync
+from p2ptchap.core import identity
 from p2ptchap.core.channel import ChannelConfig, make_credentials
 from p2ptchap.core.errors import N_, StorageError, UsageError, VerificationError
+from p2ptchap.core.files import HASH_SIZE, MAX_SIZE
 from p2ptchap.core.identity import VerifiedDevice
 from p2ptchap.core.noise import X25519KeyPair
 from p2ptchap.core.revocation import RevocationSet
+from p2ptchap.files import FileSettings, open_files
 from p2ptchap.net.discovery import Discovery, PeerSeen, new_instance_id
 from p2ptchap.net.peers import LocalDevice, PeerManager, PeerSettings
 from p2ptchap.replication import Replicator, SyncSettings
 from p2ptchap.rooms import Me, Rooms
+from p2ptchap.services import Services
 from p2ptchap.store.db import DB_NAME, Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.home import Home
+from p2ptchap.transfers import FileExchange, TransferSettings
 
 log = logging.getLogger("p2ptchap.node")
 
@@ -57,6 +61,8 @@ class NodeConfig:
     sync: SyncSettings = dataclasses.field(default_factory=SyncSettings)
     #: Whether this user lets the others see what they have read.
     read_receipts: bool = False
+    files: FileSettings = dataclasses.field(default_factory=FileSettings)
+    transfers: TransferSettings = dataclasses.field(default_factory=TransferSettings)
 
 
 def parse_peer(text: str) -> tuple[str, int]:
@@ -148,6 +154,9 @@ class Node:
         self.replicator = Replicator(
             self.rooms, _HomeTrustBook(self), settings=config.sync, on_revocation=self._drop_invalid
         )
+        self.files = open_files(self.rooms, home, config.files)
+        self.exchange = FileExchange(self.files, config.transfers)
+        self.services = Services(self.replicator, self.exchange)
 
         def new_static(rng: Callable[[int], bytes]) -> tuple[X25519KeyPair, bytes]:
             static = X25519KeyPair.generate(rng)
@@ -167,8 +176,8 @@ class Node:
             ),
             rng=rng,
             settings=settings,
-            application=self.replicator,
-            application_types=sync.TYPES,
+            application=self.services,
+            application_types=self.services.types,
         )
         self.instance_id = new_instance_id(rng)
         self.port: int | None = None
@@ -176,6 +185,9 @@ class Node:
         self.control = ControlServer(home.root)
         self.control.register("peers", self._cmd_peers)
         self.control.register("status", self._cmd_status)
+        self.control.register("file-download", self._cmd_file_download)
+        self.control.register("file-cancel", self._cmd_file_cancel)
+        self.control.register("file-progress", self._cmd_file_progress)
 
     def _verify(self, account: bytes, device: bytes) -> VerifiedDevice:
         verified = identity.verify_chain(
@@ -201,7 +213,7 @@ class Node:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.control.run)
-                await nursery.start(self.replicator.run)
+                await nursery.start(self.services.run)
                 self.port = await nursery.start(self.peers.run, host, self.config.port)
                 for peer_host, peer_port in self.config.peers:
                     self.peers.add_address(peer_host, peer_port, "static")
@@ -298,9 +310,38 @@ class Node:
             "rooms": len(self.rooms.store.rooms()),
             "rejected": dict(self.peers.rejections),
             "sync": self.replicator.health(),
+            "files": self.exchange.health(),
             # Messages whose key has not come yet (the node asks their senders).
             "waiting_for_keys": len(self.rooms.undecrypted()),
         }
+
+    async def _cmd_file_download(self, request: dict[str, Any]) -> dict[str, object]:
+        """``{root: hex, size: int}``: start (or resume) fetching a file; its progress."""
+        await trio.lowlevel.checkpoint()
+        root, size = _root(request), request.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+            raise UsageError("bad size", user_message=N_("A file size is a number of bytes."))
+        return self.exchange.download(root, size)
+
+    async def _cmd_file_cancel(self, request: dict[str, Any]) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self.exchange.cancel(_root(request))
+
+    async def _cmd_file_progress(self, request: dict[str, Any]) -> dict[str, object]:
+        """``{root: hex}``: that download's progress; without it, every download's."""
+        await trio.lowlevel.checkpoint()
+        return self.exchange.progress(_root(request) if "root" in request else None)
+
+
+def _root(request: dict[str, Any]) -> bytes:
+    text = request.get("root")
+    try:
+        root = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        root = b""
+    if len(root) != HASH_SIZE:
+        raise UsageError("bad root", user_message=N_("A file address is 64 hexadecimal digits."))
+    return root
 
 
 class _HomeTrustBook:

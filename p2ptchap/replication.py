@@ -47,7 +47,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Final, Protocol
 
 import trio
 
@@ -197,6 +197,9 @@ def _fingerprint(vector: sync.Vector) -> object:
 
 class Replicator:
     """Replication for the node whose rooms are ``rooms`` (see the module documentation)."""
+
+    #: The message types it handles.
+    types: Final = sync.TYPES
 
     def __init__(
         self,

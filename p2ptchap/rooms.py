@@ -43,6 +43,7 @@ from p2ptchap.core.events import (
     Membership,
     make_event,
 )
+from p2ptchap.core.files import Descriptor, clear_reference
 from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
 from p2ptchap.core.keys import AccountKey, DeviceKey, DeviceSecret, ExchangeSecret, Rng
 from p2ptchap.core.live_room import LiveRoom
@@ -224,6 +225,8 @@ class Message:
     #: Removed members who may have been able to read it (sent concurrently
     #: with their removal, or by a device that had not seen the removal).
     exposed_to: tuple[AccountKey, ...] = ()
+    #: The file it carries (its descriptor, decrypted), if any.
+    file: Descriptor | None = None
 
 
 class Rooms:
@@ -376,10 +379,13 @@ class Rooms:
             inner = self.keys.plaintext(event.id) if self.keys.unlocked else None
             body: bytes | None = None
             reply: codec.Value = None
+            descriptor = None
             if inner is not None:
                 text = edits.get(event.id, inner["body"])
                 assert isinstance(text, bytes)  # checked when decrypted
                 body, reply = text, inner.get("reply_to")
+                if "file" in inner:
+                    descriptor = Descriptor.from_value(inner["file"])
             found.append(
                 Message(
                     event.id,
@@ -390,6 +396,7 @@ class Rooms:
                     reply if isinstance(reply, bytes) else None,
                     None if inner is not None else waiting.get(event.id, "locked"),
                     self._exposed(live, event),
+                    descriptor,
                 )
             )
             if len(found) >= limit:
@@ -952,6 +959,19 @@ class Rooms:
         if reply_to is not None:
             inner["reply_to"] = reply_to
         return self._encrypted(room, T.MESSAGE, inner)
+
+    def send_file(self, room: bytes, descriptor: Descriptor, body: bytes = b"") -> Done:
+        """Post a file: its descriptor encrypted, its root and size in clear for relays.
+
+        The blob must be in the store already (imported, or downloaded: a
+        forwarded file is sent again by its descriptor, never re-uploaded).
+        """
+        return self._encrypted(
+            room,
+            T.MESSAGE,
+            {"body": body, "file": descriptor.to_value()},
+            {"file": clear_reference(descriptor)},
+        )
 
     def react(self, room: bytes, target: bytes, key: str) -> Done:
         return self._encrypted(room, T.REACTION, {"key": key}, {"target": target})

@@ -48,6 +48,7 @@ from p2ptchap.core.addresses import InvalidAddress, normalise_email
 from p2ptchap.core.codec import Limits
 from p2ptchap.core.envelope import open_envelope, seal
 from p2ptchap.core.errors import DecodeError, RemoteError
+from p2ptchap.core.files import parse_clear_reference
 from p2ptchap.core.keys import KEY_SIZE, AccountKey, DeviceKey, DeviceSecret
 
 EVENT_CONTEXT: Final = b"p2ptchap/1 event\x00"
@@ -244,7 +245,11 @@ def _check_encrypted(content: Content, what: str, clear: tuple[str, ...] = ()) -
 
 
 def _check_message(state_key: str | None, content: Content) -> None:
-    _check_encrypted(content, "message")
+    # A message with a file names it in clear (root and size, what relays
+    # need); the descriptor with the key is in the ciphertext.
+    _check_encrypted(content, "message", ("file",))
+    if "file" in content:
+        parse_clear_reference(content["file"])
 
 
 def _check_edit(state_key: str | None, content: Content) -> None:

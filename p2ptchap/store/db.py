@@ -174,6 +174,29 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID;
     CREATE INDEX undecrypted_by_session ON undecrypted (owner, session);
     """,
+    # 7: files — the blobs held (sealed chunks live in HOME/blobs/), and the
+    # messages that name them (what decides who may fetch and what is kept).
+    """
+    CREATE TABLE blobs (
+        root     BLOB PRIMARY KEY,
+        size     INTEGER NOT NULL,
+        leaves   BLOB,
+        have     BLOB NOT NULL,
+        complete INTEGER NOT NULL DEFAULT 0,
+        wanted   INTEGER NOT NULL DEFAULT 0,
+        created  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE file_refs (
+        n        INTEGER PRIMARY KEY,
+        root     BLOB NOT NULL,
+        event    BLOB NOT NULL,
+        room     BLOB NOT NULL,
+        size     INTEGER NOT NULL,
+        UNIQUE (root, event)
+    );
+    CREATE INDEX file_refs_by_room ON file_refs (room);
+    CREATE INDEX file_refs_by_event ON file_refs (event);
+    """,
 )
 
 

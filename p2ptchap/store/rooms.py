@@ -32,6 +32,7 @@ from p2ptchap.core.events import (
     parse_event,
     reload_event,
 )
+from p2ptchap.core.files import parse_clear_reference
 from p2ptchap.core.keys import AccountKey, DeviceKey
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import (
@@ -261,6 +262,10 @@ class RoomStore:
                 "INSERT INTO arrivals (room, id) VALUES (?, ?)", [(room, e.id) for e in new]
             )
             cursor.executemany(
+                "INSERT OR IGNORE INTO file_refs (root, event, room, size) VALUES (?, ?, ?, ?)",
+                [_file_ref(room, e) for e in new if _names_file(e)],
+            )
+            cursor.executemany(
                 "UPDATE events SET status = ?, reason = ? WHERE id = ?",
                 [(s, r, i) for i, (s, r) in status.items()],
             )
@@ -407,6 +412,16 @@ def _rebuild(room: bytes, row: tuple[Any, ...], keys: dict[bytes, Any]) -> Event
         content,
         raw,
     )
+
+
+def _names_file(event: Event) -> bool:
+    return event.type is EventType.MESSAGE and "file" in event.content
+
+
+def _file_ref(room: bytes, event: Event) -> tuple[bytes, bytes, bytes, int]:
+    """The ``file_refs`` row of a message naming a file (its clear part was checked)."""
+    root, size = parse_clear_reference(event.content["file"])
+    return root, event.id, room, size
 
 
 def blob(value: object) -> bytes:

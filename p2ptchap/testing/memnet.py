@@ -35,7 +35,7 @@ import trio
 from p2ptchap.core import peerwire
 from p2ptchap.core.errors import DecodeError
 from p2ptchap.core.identity import VerifiedDevice
-from p2ptchap.replication import Replicator
+from p2ptchap.services import Service
 
 log = logging.getLogger("p2ptchap.testing.memnet")
 
@@ -64,7 +64,7 @@ class Sent:
 @dataclasses.dataclass
 class _Node:
     name: str
-    replicator: Replicator
+    replicator: Service
     verified: VerifiedDevice
     lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
 
@@ -112,7 +112,7 @@ class MemoryNetwork:
             task_status.started()
             await trio.sleep_forever()
 
-    async def add(self, name: str, replicator: Replicator, verified: VerifiedDevice) -> None:
+    async def add(self, name: str, replicator: Service, verified: VerifiedDevice) -> None:
         """Add a node and start its replicator in the network's nursery."""
         assert self._nursery is not None, "call add() inside run()"
         self.nodes[name] = _Node(name, replicator, verified)

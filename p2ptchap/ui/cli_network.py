@@ -24,6 +24,7 @@ from p2ptchap import accounts
 from p2ptchap.api import control
 from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.core.pairing import DEFAULT_PORT as PAIRING_PORT
+from p2ptchap.files import FileSettings
 from p2ptchap.i18n import Translator
 from p2ptchap.net import pairing as pairing_net
 from p2ptchap.node import (
@@ -75,6 +76,7 @@ def _node_config(ctx: Context, args: argparse.Namespace) -> NodeConfig:
         mdns=not args.no_mdns and bool(file.get("mdns", True)),
         network_key=read_network_key(Path(key_path)) if key_path else None,
         read_receipts=read_receipts,
+        files=FileSettings.from_config(load_config(ctx.home, "files")),
     )
 
 

@@ -16,15 +16,20 @@ import trio
 from p2ptchap.core import identity, peerwire, sync
 from p2ptchap.core.events import Event, parse_event
 from p2ptchap.core.identity import Kind, VerifiedDevice
+from p2ptchap.files import Files, FileSettings
 from p2ptchap.replication import Replicator, RevocationBook, SyncSettings
 from p2ptchap.rooms import Me, Rooms
+from p2ptchap.services import Services
+from p2ptchap.store.blobs import BlobStore
 from p2ptchap.store.db import Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.testing.memnet import Faults, MemoryNetwork
+from p2ptchap.transfers import FileExchange, TransferSettings
 from tests.conftest import NOW, Member, Org, make_rng
 
 #: Faster rounds than a LAN node's, in virtual time.
 FAST = SyncSettings(interval=1.0, want_timeout=3.0, receipt_delay=0.2, poll=0.05)
+FAST_TRANSFERS = TransferSettings(interval=0.5, requery=2.0)
 
 
 @dataclasses.dataclass
@@ -35,6 +40,9 @@ class SyncNode:
     replicator: Replicator
     book: RevocationBook
     verified: VerifiedDevice
+    #: With ``SyncCell(files=True)``: the node's files and its transfer service.
+    files: Files | None = None
+    exchange: FileExchange | None = None
 
     @property
     def account(self) -> identity.AccountCertificate:
@@ -51,12 +59,17 @@ class SyncCell:
         seed: int = 0,
         faults: Faults | None = None,
         settings: SyncSettings = FAST,
+        *,
+        files: FileSettings | None = None,
+        transfers: TransferSettings = FAST_TRANSFERS,
     ) -> None:
         self.tmp_path = tmp_path
         self.org = org
         self.seed = seed
         self.net = MemoryNetwork(seed, faults or Faults())
         self.settings = settings
+        self.file_settings = files
+        self.transfers = transfers
         self.nodes: dict[str, SyncNode] = {}
 
     @contextlib.asynccontextmanager
@@ -87,7 +100,13 @@ class SyncCell:
         verified = VerifiedDevice(member.account, device)
         node = SyncNode(name, member, rooms, replicator, book, verified)
         self.nodes[name] = node
-        await self.net.add(name, replicator, verified)
+        if self.file_settings is None:
+            await self.net.add(name, replicator, verified)
+            return node
+        blobs = BlobStore(db, self.tmp_path / f"{name}-blobs", clock)
+        node.files = Files(rooms, blobs, self.file_settings)
+        node.exchange = FileExchange(node.files, self.transfers)
+        await self.net.add(name, Services(replicator, node.exchange), verified)
         return node
 
     def received_events(self) -> dict[str, list[Event]]:
