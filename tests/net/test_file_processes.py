@@ -89,7 +89,7 @@ def test_a_file_sent_from_the_cli_is_listed_and_downloaded_intact(nodes: Nodes, 
     digest = _write_random(source, 3 * MIB + 5)
     sent = _send(cell, "alice", room, source)
     assert sent["name"] == "Relevé été 2026.pdf" and sent["size"] == 3 * MIB + 5
-    nodes.wait_for(lambda: _listed(cell, "bruno", room).get(str(sent["id"]), {}).get("name"))
+    nodes.wait_for(lambda: bool(_listed(cell, "bruno", room).get(str(sent["id"]), {}).get("name")))
     listed = _listed(cell, "bruno", room)[str(sent["id"])]
     assert listed["mime"] == "application/pdf" and listed["size"] == 3 * MIB + 5
     assert listed["sender_name"]
