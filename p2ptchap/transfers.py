@@ -119,6 +119,7 @@ class FileExchange:
         self._peers: dict[bytes, _Peer] = {}
         self._downloads: dict[bytes, _Download] = {}
         self._finished: dict[bytes, float] = {}
+        self._flushing: set[bytes] = set()
         self._strikes: dict[bytes, tuple[int, float]] = {}
         self._nursery: trio.Nursery | None = None
         self._journal = 0
@@ -465,17 +466,45 @@ class FileExchange:
             fetch.stored(index)
             self.counters["chunks-received"] += 1
             if fetch.done:
-                self._finish(root, download)
+                self._flush_soon(root)
                 return
             if self.blobs.pending(root) >= self.settings.flush_every:
-                self.blobs.flush(root)
+                self._flush_soon(root)
+            if not fetch.wants_more(peer.key):
+                return
         else:
             self.counters["chunks-unasked"] += 1
         self._pump(root)
 
+    def _flush_soon(self, root: bytes) -> None:
+        """Make the chunks written durable (in a thread) and record them; finish if done."""
+        if root in self._flushing or self._nursery is None:
+            return
+        self._flushing.add(root)
+        self._nursery.start_soon(self._flush, root)
+
+    async def _flush(self, root: bytes) -> None:
+        try:
+            taken = self.blobs.take_pending(root)
+            try:
+                await trio.to_thread.run_sync(self.blobs.sync, root)
+            except StorageError:
+                self.blobs.give_back(root, taken)
+                raise
+            complete = self.blobs.record(root, taken)
+        except StorageError as exc:
+            self.counters["storage-error"] += 1
+            log.error(N_("a file transfer could not use the disk: %s"), exc.detail)
+            return
+        finally:
+            self._flushing.discard(root)
+        download = self._downloads.get(root)
+        if complete and download is not None:
+            self._finish(root, download)
+        elif download is not None and download.fetch.done:
+            self._flush_soon(root)  # chunks written meanwhile
+
     def _finish(self, root: bytes, download: _Download) -> None:
-        if not self.blobs.flush(root):
-            return  # leaves not recorded yet: the next round retries
         del self._downloads[root]
         self.blobs.unwant(root)
         elapsed = trio.current_time() - download.started
@@ -510,13 +539,12 @@ class FileExchange:
             self._auto_download()
         for root, download in list(self._downloads.items()):
             fetch = download.fetch
-            if self.blobs.pending(root):
-                self.blobs.flush(root)
+            if self.blobs.pending(root) or fetch.done:
+                self._flush_soon(root)
             download.samples.append((now, fetch.held_bytes))
             while len(download.samples) > 2 and now - download.samples[0][0] > 10:
                 download.samples.popleft()
             if fetch.done:
-                self._finish(root, download)
                 continue
             for peer in list(self._peers.values()):
                 source = fetch.sources.get(peer.key)

@@ -190,15 +190,20 @@ def bitmap(indexes: Iterable[int], count: int) -> bytes:
     return bytes(bits) if any_set else b""
 
 
+#: For each byte value, the positions of its set bits.
+_BITS: Final = tuple(tuple(bit for bit in range(8) if value >> bit & 1) for value in range(256))
+
+
 def from_bitmap(bits: bytes, count: int) -> set[int]:
     """The chunk indexes set in ``bits``, ignoring bits past ``count``."""
-    found = set()
-    for byte_index, byte in enumerate(bits[: (count + 7) // 8]):
-        if byte:
-            for bit in range(8):
-                index = byte_index * 8 + bit
-                if byte >> bit & 1 and index < count:
-                    found.add(index)
+    found = {
+        byte_index * 8 + bit
+        for byte_index, byte in enumerate(bits[: (count + 7) // 8])
+        if byte
+        for bit in _BITS[byte]
+    }
+    if count % 8 and (count + 7) // 8 <= len(bits):
+        found = {index for index in found if index < count}
     return found
 
 
@@ -230,7 +235,7 @@ class Source:
 class FetchSettings:
     #: Chunks in flight per source (64 KiB each): a window of 2 MiB keeps a
     #: LAN link busy without holding much memory.
-    window: int = 32
+    window: int = 128
     #: Seconds before an unanswered chunk is asked elsewhere.
     timeout: float = 10.0
     #: Unanswered requests in a row before a source is left alone until it
@@ -356,6 +361,11 @@ class Fetch:
         state.received += 1
         return Verdict.KEEP
 
+    def wants_more(self, source: bytes) -> bool:
+        """Whether planning now may ask ``source`` for more (its window is half empty)."""
+        state = self.sources.get(source)
+        return state is None or len(state.asked) <= self.settings.window // 2
+
     def stored(self, index: int) -> None:
         """The caller stored chunk ``index`` (after :attr:`Verdict.KEEP`)."""
         self.held.add(index)
@@ -399,8 +409,11 @@ class Fetch:
             return self._plan_leaves(usable, deadline)
         wanted: dict[bytes, list[int]] = {s: [] for s in usable}
         room = {s: self.settings.window - len(self.sources[s].asked) for s in usable}
-        # Round robin: each source in turn takes the lowest pooled chunk it has.
-        active = [s for s in usable if room[s] > 0]
+        # Round robin: each source in turn takes the lowest pooled chunk it
+        # has.  A window is refilled once half empty, not chunk by chunk:
+        # one request then asks for many chunks.
+        batch = max(1, self.settings.window // 2)
+        active = [s for s in usable if room[s] >= batch or len(self._pool) < batch]
         while active and self._pool:
             still = []
             for source in active:

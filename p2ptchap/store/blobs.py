@@ -109,6 +109,9 @@ class BlobStore:
         self.clock = clock
         self._open: dict[bytes, int] = {}
         self._readers: dict[bytes, int] = {}
+        self._complete: dict[bytes, BlobInfo] = {}
+        #: Chunks taken by a flush in progress (written, being made durable).
+        self._syncing: dict[bytes, set[int]] = {}
         #: Chunks written but not yet flushed and recorded, per blob.
         self._pending: dict[bytes, set[int]] = {}
 
@@ -118,6 +121,10 @@ class BlobStore:
     # --- records ------------------------------------------------------------------------
 
     def info(self, root: bytes) -> BlobInfo | None:
+        """The record of ``root`` (complete blobs' records, which never change, kept in memory)."""
+        cached = self._complete.get(root)
+        if cached is not None:
+            return cached
         rows = self.db.query(
             "SELECT size, leaves, have, complete, wanted FROM blobs WHERE root = ?", (root,)
         )
@@ -128,8 +135,17 @@ class BlobStore:
         split = None
         if isinstance(leaves, bytes):
             split = [leaves[i : i + HASH_SIZE] for i in range(0, len(leaves), HASH_SIZE)]
-        held = from_bitmap(have, chunk_count(size)) | self._pending.get(root, set())
-        return BlobInfo(root, size, split, held, bool(complete), bool(wanted))
+        held = (
+            from_bitmap(have, chunk_count(size))
+            | self._pending.get(root, set())
+            | self._syncing.get(root, set())
+        )
+        info = BlobInfo(root, size, split, held, bool(complete), bool(wanted))
+        if info.complete:
+            if len(self._complete) >= 256:
+                self._complete.pop(next(iter(self._complete)))
+            self._complete[root] = info
+        return info
 
     def want(self, root: bytes, size: int, limit: int) -> BlobInfo:
         """Mark ``root`` to be downloaded (checking size and disk space); return its record."""
@@ -152,6 +168,7 @@ class BlobStore:
 
     def unwant(self, root: bytes) -> None:
         """Stop downloading ``root`` (what is held stays, for a later resume or for others)."""
+        self._complete.pop(root, None)
         with self.db.transaction() as cursor:
             cursor.execute("UPDATE blobs SET wanted = 0 WHERE root = ?", (root,))
 
@@ -199,24 +216,56 @@ class BlobStore:
 
     def flush(self, root: bytes) -> bool:
         """Make the chunks written so far durable, then record them; return whether complete."""
-        pending = self._pending.pop(root, set())
+        taken = self.take_pending(root)
+        try:
+            self.sync(root)
+        except StorageError:
+            self.give_back(root, taken)
+            raise
+        return self.record(root, taken)
+
+    # A flush in three steps, so that a node can run the slow middle one
+    # (fdatasync) in a thread while it goes on receiving.
+
+    def take_pending(self, root: bytes) -> set[int]:
+        """The chunks written since the last flush (still counted held until recorded)."""
+        taken = self._pending.pop(root, set())
+        self._syncing.setdefault(root, set()).update(taken)
+        return taken
+
+    def sync(self, root: bytes) -> None:
+        """``fdatasync`` the blob (safe to call from a worker thread)."""
         fd = self._open.get(root)
-        if fd is not None and pending:
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                self._pending[root] = pending
-                raise _os_error("flush", self.path(root), exc) from exc
-        info = self.info(root)
-        if info is None:
+        if fd is None:
+            return
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise _os_error("flush", self.path(root), exc) from exc
+
+    def give_back(self, root: bytes, taken: set[int]) -> None:
+        """A failed sync: the chunks wait for the next flush."""
+        self._syncing.get(root, set()).difference_update(taken)
+        self._pending.setdefault(root, set()).update(taken)
+
+    def record(self, root: bytes, taken: set[int]) -> bool:
+        """Record ``taken`` (synced) as held; return whether the blob is now complete."""
+        syncing = self._syncing.get(root, set())
+        syncing.difference_update(taken)
+        if not syncing:
+            self._syncing.pop(root, None)
+        rows = self.db.query("SELECT size, leaves, have FROM blobs WHERE root = ?", (root,))
+        if not rows:
             return False
-        have = info.have | pending
-        count = chunk_count(info.size)
-        complete = len(have) == count and info.leaves is not None
+        size, leaves, have = rows[0]
+        assert isinstance(size, int) and isinstance(have, bytes)
+        count = chunk_count(size)
+        held = from_bitmap(have, count) | taken
+        complete = len(held) == count and leaves is not None
         with self.db.transaction() as cursor:
             cursor.execute(
                 "UPDATE blobs SET have = ?, complete = ? WHERE root = ?",
-                (bitmap(have, count), int(complete), root),
+                (bitmap(held, count), int(complete), root),
             )
         if complete:
             self.close(root)
@@ -384,6 +433,7 @@ class BlobStore:
         for root in roots:
             self.close(root)
             self._pending.pop(root, None)
+            self._complete.pop(root, None)
             with self.db.transaction() as cursor:
                 cursor.execute("DELETE FROM blobs WHERE root = ?", (root,))
             try:

@@ -31,6 +31,8 @@ from tests.sync.test_e2e import _holds, _known, _room
 
 #: Nothing fetched by itself unless a test says so.
 EXPLICIT = FileSettings(max_size=64 << 20, auto_download=0)
+#: Small windows and frequent flushes, so that a cut falls mid-download.
+SLOW = TransferSettings(FetchSettings(window=4), flush_every=8, interval=0.5, requery=2.0)
 
 
 @pytest.fixture
@@ -193,8 +195,9 @@ async def test_only_readers_of_a_room_naming_the_file_can_fetch_it(
 
 
 async def test_a_download_cut_off_resumes_without_fetching_verified_chunks_again(
-    cell: SyncCell, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, org: Org, autojump_clock: trio.testing.MockClock
 ) -> None:
+    cell = SyncCell(tmp_path, org, files=EXPLICIT, transfers=SLOW)
     data = os.urandom(300 * CHUNK_SIZE + 7)
     count = chunk_count(len(data))
     async with cell.running():
@@ -227,9 +230,7 @@ def _held(node: SyncNode, entry: FileEntry) -> int:
 async def test_a_restarted_node_resumes_its_downloads_from_what_it_recorded(
     tmp_path: Path, org: Org, autojump_clock: trio.testing.MockClock
 ) -> None:
-    # Small windows and frequent flushes, so the "crash" falls mid-download.
-    slow = TransferSettings(FetchSettings(window=4), flush_every=8, interval=0.5, requery=2.0)
-    cell = SyncCell(tmp_path, org, files=EXPLICIT, transfers=slow)
+    cell = SyncCell(tmp_path, org, files=EXPLICIT, transfers=SLOW)
     data = os.urandom(200 * CHUNK_SIZE)
     count = chunk_count(len(data))
     async with cell.running():
@@ -250,7 +251,7 @@ async def test_a_restarted_node_resumes_its_downloads_from_what_it_recorded(
         files = Files(
             b.rooms, BlobStore(b.rooms.db, _files(b).blobs.folder, b.rooms.clock), EXPLICIT
         )
-        exchange = FileExchange(files, slow)
+        exchange = FileExchange(files, SLOW)
         replicator = Replicator(b.rooms, b.book, settings=cell.settings)
         await cell.net.add("b-again", Services(replicator, exchange), b.verified)
         cell.net.connect("a", "b-again")
