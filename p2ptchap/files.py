@@ -281,15 +281,13 @@ class Files:
         return False
 
     def kept_roots(self) -> set[bytes]:
-        """Blobs to keep: named by a kept message of a room we are still in."""
-        me = self.rooms.me.account.account_key
+        """Blobs to keep: named by a kept message of a room we still read."""
         redacted: dict[bytes, set[codec.Value]] = {}
         member: dict[bytes, bool] = {}
         kept = set()
         for root, event, room in self._refs():
             if room not in member:
-                state = self.rooms.store.live(room).resolution.state
-                member[room] = state is not None and state.is_member(me)
+                member[room] = self._we_read(room)
             if not member[room]:
                 continue
             if room not in redacted:
@@ -315,19 +313,38 @@ class Files:
             log.info("removed %d file(s) no longer named by a kept message", removed)
         return removed
 
-    def new_references(self, after: int) -> list[tuple[int, bytes, bytes, int]]:
-        """File references stored since journal position ``after``: ``(n, root, room, size)``."""
+    def auto_candidates(self, limit: int) -> list[tuple[bytes, int]]:
+        """Files to fetch by themselves: up to ``limit`` bytes, named by a kept
+        message of a room we read in full, and never held (nor cancelled)."""
+        if limit <= 0:
+            return []
         rows = self.rooms.db.query(
-            "SELECT n, root, room, size FROM file_refs WHERE n > ? ORDER BY n LIMIT 1000", (after,)
+            "SELECT f.root, f.size, f.event, f.room FROM file_refs f"
+            " JOIN events e ON e.id = f.event"
+            " LEFT JOIN blobs b ON b.root = f.root"
+            " WHERE e.status = 'accepted' AND f.size <= ? AND b.root IS NULL",
+            (limit,),
         )
-        return [
-            (n, r, m, s)
-            for n, r, m, s in rows
-            if isinstance(n, int)
-            and isinstance(r, bytes)
-            and isinstance(m, bytes)
-            and isinstance(s, int)
-        ]
+        found: dict[bytes, int] = {}
+        readable: dict[bytes, bool] = {}
+        redacted: dict[bytes, set[codec.Value]] = {}
+        for root, size, event, room in rows:
+            if not (isinstance(root, bytes) and isinstance(size, int)):
+                continue
+            if not isinstance(room, bytes) or root in found:
+                continue
+            if room not in readable:
+                readable[room] = self._we_read(room)
+                redacted[room] = self._redacted(room) if readable[room] else set()
+            if readable[room] and event not in redacted[room]:
+                found[root] = size
+        return list(found.items())
+
+    def _we_read(self, room: bytes) -> bool:
+        """Whether our own state of ``room`` lets us read it in full (as for a peer)."""
+        account = self.rooms.me.account
+        state = self.rooms.store.live(room).resolution.state
+        return access(state, account.account_key, account.kind, account.email) is Access.FULL
 
 
 def open_files(rooms: Rooms, home: Home, settings: FileSettings | None = None) -> Files:

@@ -54,6 +54,7 @@ from p2ptchap.core.transfer import decode as decode_message
 from p2ptchap.core.transfer import encode as encode_message
 from p2ptchap.files import Files
 from p2ptchap.replication import PeerLink
+from p2ptchap.store.blobs import WrongSize
 
 log = logging.getLogger("p2ptchap.transfers")
 
@@ -73,6 +74,11 @@ class TransferSettings:
     requery: float = 5.0
     #: Chunk requests of one peer queued at most (the rest is refused with ``fn``).
     max_queued_chunks: int = 256
+    #: Bytes of other messages (leaves, answers) queued for one peer at most;
+    #: beyond, answers are dropped (the asker times out and asks again).
+    max_queued_bytes: int = 8 << 20
+    #: Downloads started by themselves (small files) in progress at most.
+    max_auto_downloads: int = 16
     #: Seconds between collections of unreferenced blobs.
     collect_every: float = 600.0
 
@@ -84,6 +90,7 @@ class _Peer:
     send: trio.MemorySendChannel[bytes | tuple[bytes, int, int]]
     receive: trio.MemoryReceiveChannel[bytes | tuple[bytes, int, int]]
     queued_chunks: int = 0
+    queued_bytes: int = 0
     dead: bool = False
     #: root → (trio time, allowed): the access decision, cached a little
     allowed: dict[bytes, tuple[float, bool]] = dataclasses.field(default_factory=dict)
@@ -122,7 +129,7 @@ class FileExchange:
         self._flushing: set[bytes] = set()
         self._strikes: dict[bytes, tuple[int, float]] = {}
         self._nursery: trio.Nursery | None = None
-        self._journal = 0
+        self._rounds_done = 0
 
     # --- the owner's interface -----------------------------------------------------------
 
@@ -145,6 +152,12 @@ class FileExchange:
 
     def download(self, root: bytes, size: int) -> dict[str, object]:
         """Fetch ``root`` (checked against the size limit and free space); its progress."""
+        current = self._downloads.get(root)
+        if current is not None and current.fetch.size != size:
+            if current.fetch.leaves is not None:
+                raise WrongSize(f"{size} != {current.fetch.size}")
+            del self._downloads[root]  # started with an unproven size: start again
+            current.done.set()
         self.blobs.want(root, size, self.files.settings.max_size)
         self._start(root, size)
         return self.progress(root)
@@ -274,7 +287,10 @@ class FileExchange:
             case ChunkRequest(root, chunks):
                 self._answer_chunks(peer, root, chunks)
             case Have(root, have):
-                if (download := self._downloads.get(root)) is not None:
+                download = self._downloads.get(root)
+                # Only answers to our own question count: an unsolicited
+                # claim could otherwise keep a liar first in line.
+                if download is not None and download.queried.pop(peer.key, None) is not None:
                     download.fetch.has(peer.key, have)
                     self._pump(root)
             case Leaves(root, start, leaves):
@@ -347,8 +363,13 @@ class FileExchange:
     def _queue(self, peer: _Peer, message: FileMessage) -> None:
         if peer.dead:
             return
+        data = encode_message(message)
+        if peer.queued_bytes + len(data) > self.settings.max_queued_bytes:
+            self.counters["dropped-outgoing"] += 1
+            return
+        peer.queued_bytes += len(data)
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            peer.send.send_nowait(encode_message(message))
+            peer.send.send_nowait(data)
 
     async def _sender(self, peer: _Peer) -> None:
         """Write this peer's messages; chunks are read from disk only when their turn comes."""
@@ -368,6 +389,7 @@ class FileExchange:
     def _outgoing(self, peer: _Peer, item: bytes | tuple[bytes, int, int]) -> bytes:
         """The bytes of a queued message; a queued chunk is read from disk now."""
         if not isinstance(item, tuple):
+            peer.queued_bytes -= len(item)
             return item
         peer.queued_chunks -= 1
         root, index, size = item
@@ -404,7 +426,9 @@ class FileExchange:
 
     def _query(self, peer: _Peer, root: bytes) -> None:
         download = self._downloads.get(root)
-        if download is None or self._struck(peer.key):
+        # Asked only of peers that may hold it by our rules (readers of a
+        # room naming it): the question itself tells what we fetch.
+        if download is None or self._struck(peer.key) or not self._allowed(peer, root):
             return
         download.queried[peer.key] = trio.current_time()
         self._queue(peer, Query(root))
@@ -448,7 +472,9 @@ class FileExchange:
         fetch = download.fetch
         had = fetch.leaves is not None
         if not fetch.leaves_arrived(peer.key, start, leaves):
-            self._strike(peer, "bad-leaves")
+            # Dropped for this file, not struck: leaves that do not fit may
+            # mean that the size we were given (by a message) is wrong.
+            self.counters["bad-leaves"] += 1
         elif not had and fetch.leaves is not None:
             self.blobs.set_leaves(root, fetch.leaves)
         self._pump(root)
@@ -462,7 +488,11 @@ class FileExchange:
         if verdict is Verdict.BAD:
             self._strike(peer, "bad-chunk")
         elif verdict is Verdict.KEEP:
-            self.blobs.write_chunk(root, index, data)
+            try:
+                self.blobs.write_chunk(root, index, data)
+            except StorageError:
+                fetch.requeue(index)
+                raise
             fetch.stored(index)
             self.counters["chunks-received"] += 1
             if fetch.done:
@@ -535,8 +565,9 @@ class FileExchange:
 
     def _round(self) -> None:
         now = trio.current_time()
-        if self.auto_download:
+        if self.auto_download and self._rounds_done % 10 == 0:
             self._auto_download()
+        self._rounds_done += 1
         for root, download in list(self._downloads.items()):
             fetch = download.fetch
             if self.blobs.pending(root) or fetch.done:
@@ -550,22 +581,24 @@ class FileExchange:
                 source = fetch.sources.get(peer.key)
                 asked = download.queried.get(peer.key, -math.inf)
                 complete = source is not None and len(source.has) == fetch.count
-                if not complete and now - asked >= self.settings.requery:
+                stale = not complete or fetch.stalled()
+                if stale and now - asked >= self.settings.requery:
                     self._query(peer, root)
             self._pump(root)
 
     def _auto_download(self) -> None:
-        limit = self.files.settings.auto_download
-        me = self.files.rooms.me.account.account_key
-        while references := self.files.new_references(self._journal):
-            self._journal = references[-1][0]
-            for _n, root, room, size in references:
-                if size > limit or root in self._downloads or self.blobs.info(root) is not None:
-                    continue
-                state = self.files.rooms.store.live(room).resolution.state
-                if state is None or not state.is_member(me):
-                    continue
-                try:
-                    self.download(root, size)
-                except LocalError as exc:
-                    log.warning(N_("not fetching a file automatically: %s"), exc.render())
+        """Fetch the small files of kept messages in our rooms that we have never held."""
+        budget = self.settings.max_auto_downloads - len(self._downloads)
+        if budget <= 0:
+            return
+        for root, size in self.files.auto_candidates(self.files.settings.auto_download):
+            if root in self._downloads:
+                continue
+            try:
+                self.download(root, size)
+            except LocalError as exc:
+                log.warning(N_("not fetching a file automatically: %s"), exc.render())
+                return
+            budget -= 1
+            if budget <= 0:
+                return

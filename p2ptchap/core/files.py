@@ -260,7 +260,18 @@ def safe_name(name: str) -> str:
     ``../../etc/passwd`` becomes ``passwd``; ``C:\\x\\y.doc`` becomes ``y.doc``;
     a name that is nothing once cleaned becomes ``fichier``.  Accents are kept
     (in NFC); the result is at most 255 bytes of UTF-8, keeping the extension.
+    Cleaning is repeated until nothing changes, so a safe name is its own
+    cleaning (what a receiver checks).
     """
+    for _ in range(8):
+        cleaned = _clean_name(name)
+        if cleaned == name:
+            break
+        name = cleaned
+    return name
+
+
+def _clean_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name)
     # The last path component, whichever separator the sender's system used.
     name = re.split(r"[/\\]", name)[-1]
@@ -268,16 +279,16 @@ def safe_name(name: str) -> str:
     # Bidirectional overrides and other format characters can disguise an
     # extension ("exe.pdf" shown as "fdp.exe"): drop them.
     name = "".join(c for c in name if unicodedata.category(c) != "Cf")
-    name = name.strip().lstrip(".").strip()
+    name = unicodedata.normalize("NFC", name).strip().lstrip(".").strip()
     if not name:
         return DEFAULT_NAME
     stem, dot, extension = name.rpartition(".")
-    if not dot or len(extension.encode()) > 32:
+    if not dot or not stem or len(extension.encode()) > 32:
         stem, dot, extension = name, "", ""
     budget = MAX_NAME - len(dot.encode()) - len(extension.encode())
     stem_bytes = stem.encode()
     if len(stem_bytes) > budget:
-        stem = stem_bytes[:budget].decode(errors="ignore")
+        stem = stem_bytes[:budget].decode(errors="ignore").rstrip()
     return (stem + dot + extension) or DEFAULT_NAME
 
 

@@ -228,6 +228,8 @@ class Source:
     leaves_asked: float | None = None
     received: int = 0
     timeouts: int = 0
+    #: When it last let a request time out.
+    last_timeout: float = 0.0
     banned: bool = False
 
 
@@ -238,9 +240,12 @@ class FetchSettings:
     window: int = 128
     #: Seconds before an unanswered chunk is asked elsewhere.
     timeout: float = 10.0
-    #: Unanswered requests in a row before a source is left alone until it
-    #: answers again (it is asked what it holds once more later).
+    #: Unanswered requests in a row before a source is left alone ...
     max_timeouts: int = 3
+    #: ... for this long; then it gets one more chance (a slow honest peer
+    #: comes back, a peer that claims chunks it never sends costs one
+    #: timeout per period).
+    cooldown: float = 60.0
 
 
 class Fetch:
@@ -305,7 +310,6 @@ class Fetch:
         """``source`` answered ``fh``: it holds these chunks."""
         state = self.sources.setdefault(source, Source())
         state.has = from_bitmap(bits, self.count)
-        state.timeouts = 0
 
     def gone(self, source: bytes) -> None:
         """``source`` disconnected: what we asked of it is to be asked elsewhere."""
@@ -380,14 +384,26 @@ class Fetch:
             late = [i for i, deadline in state.asked.items() if deadline <= now]
             if late:
                 state.timeouts += 1
+                state.last_timeout = now
                 self._drop_asks(state, late)
             if state.leaves_asked is not None and state.leaves_asked <= now:
                 state.leaves_asked = None
                 state.timeouts += 1
+                state.last_timeout = now
                 self._leaves_from, self._leaf_parts = None, {}
+            if (
+                state.timeouts >= self.settings.max_timeouts
+                and now - state.last_timeout >= self.settings.cooldown
+            ):
+                state.timeouts = self.settings.max_timeouts - 1  # one more chance
 
     def _usable(self, state: Source) -> bool:
         return not state.banned and state.timeouts < self.settings.max_timeouts
+
+    def requeue(self, index: int) -> None:
+        """A chunk accepted could not be stored after all: fetch it again."""
+        self.held.discard(index)
+        self._back([index])
 
     def plan(
         self, now: float, rank: Callable[[bytes], float] = lambda _s: 0.0
@@ -413,8 +429,10 @@ class Fetch:
         # has.  A window is refilled once half empty, not chunk by chunk:
         # one request then asks for many chunks.
         batch = max(1, self.settings.window // 2)
-        active = [s for s in usable if room[s] >= batch or len(self._pool) < batch]
-        while active and self._pool:
+        active = [
+            s for s in usable if room[s] > 0 and (room[s] >= batch or len(self._pooled) < batch)
+        ]
+        while active and self._pooled:
             still = []
             for source in active:
                 index = self._take(self.sources[source].has)
@@ -425,7 +443,7 @@ class Fetch:
                 if room[source] > 0:
                     still.append(source)
             active = still
-        if not self._pool:
+        if not self._pooled:
             self._end_game(usable, room, wanted)
         requests: list[tuple[bytes, LeavesRequest | ChunkRequest]] = []
         for source, indexes in wanted.items():
@@ -438,27 +456,38 @@ class Fetch:
         return requests
 
     def _take(self, has: set[int]) -> int | None:
-        """Pop the lowest pooled chunk in ``has`` (None if it has none of them)."""
-        skipped = []
-        found = None
-        while self._pool:
-            index = heapq.heappop(self._pool)
-            if index in has:
-                found = index
-                self._pooled.discard(index)
-                break
-            skipped.append(index)
-        for index in skipped:
-            heapq.heappush(self._pool, index)
-        return found
+        """Take the lowest pooled chunk in ``has`` (None if it has none of them).
+
+        ``_pooled`` is the truth; heap entries no longer in it are stale
+        and skipped.  A source holding everything pops the heap (log n); a
+        partial one takes the least of its chunks still pooled (no scan of
+        the whole pool, whatever the file's size).
+        """
+        if len(has) == self.count:
+            while self._pool:
+                index = heapq.heappop(self._pool)
+                if index in self._pooled:
+                    self._pooled.discard(index)
+                    return index
+            return None
+        candidates = has & self._pooled
+        if not candidates:
+            return None
+        index = min(candidates)
+        self._pooled.discard(index)
+        return index
 
     def _plan_leaves(
         self, usable: list[bytes], deadline: float
     ) -> list[tuple[bytes, LeavesRequest | ChunkRequest]]:
         if self._leaves_from is not None or not usable:
             return []
-        complete = [s for s in usable if len(self.sources[s].has) == self.count]
-        source = (complete or usable)[0]
+        # Holders of everything first, then the sources that failed us least:
+        # after a peer lets a leaves request time out, another is asked.
+        source = min(
+            usable,
+            key=lambda s: (len(self.sources[s].has) != self.count, self.sources[s].timeouts),
+        )
         self._leaves_from = source
         self.sources[source].leaves_asked = deadline
         return [
@@ -476,11 +505,15 @@ class Fetch:
             wanted[source].extend(extra[: min(4, max(0, room[source]))])
 
     def stalled(self) -> bool:
-        """Nobody usable holds a chunk we lack (ask everyone again later)."""
+        """No usable source holds a chunk still to fetch (time to ask everyone again)."""
         if self.done:
             return False
-        needed = set(range(self.count)) - self.held
         return not any(
-            self._usable(state) and (state.has & needed or (self.leaves is None and state.has))
+            self._usable(state)
+            and (
+                state.asked
+                or (self.leaves is None and state.has)
+                or not state.has.isdisjoint(self._pooled)
+            )
             for state in self.sources.values()
         )

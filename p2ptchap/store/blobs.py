@@ -66,6 +66,10 @@ def mib(size: int) -> str:
     return f"{size / (1 << 20):.1f}"
 
 
+class WrongSize(LocalError):
+    default_message = N_("This file's size does not match its address; the message is wrong.")
+
+
 class NotDownloaded(LocalError):
     default_message = N_("The file is not fully downloaded yet; run 'p2ptchap download' first.")
 
@@ -152,10 +156,20 @@ class BlobStore:
         if size > limit:
             raise FileTooLarge(f"{size} > {limit}", size=mib(size), limit=mib(limit))
         info = self.info(root)
+        if info is not None and info.size != size:
+            if info.leaves is not None:
+                # The leaves were checked against the root, which binds the
+                # size: the recorded size is proven, the other one is wrong.
+                raise WrongSize(f"{size} != {info.size}")
+            # Unproven (a message gave it): start again with this one.
+            self.remove([root])
+            info = None
         if info is not None and info.complete:
             return info
         held = info.held_bytes if info is not None else 0
-        self.check_space(sealed_size(size) - held)
+        # Every download in progress will need its space too.
+        others = sum(sealed_size(s) for r, s in self.wanted() if r != root and isinstance(s, int))
+        self.check_space(sealed_size(size) - held + others)
         with self.db.transaction() as cursor:
             cursor.execute(
                 "INSERT INTO blobs (root, size, have, wanted, created) VALUES (?, ?, x'', 1, ?)"
@@ -198,6 +212,8 @@ class BlobStore:
             ensure_dir(self.folder)
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+                # The new file's entry must survive a power cut too.
+                _sync_dir(self.folder)
             except OSError as exc:
                 raise _os_error("open", path, exc) from exc
             self._open[root] = fd
@@ -348,6 +364,7 @@ class BlobStore:
                     os.fsync(out.fileno())
                 root = encryptor.root
                 os.replace(temporary, self.path(root))
+                _sync_dir(self.folder)
             except OSError as exc:
                 raise _os_error("write", temporary, exc) from exc
             finally:
@@ -403,7 +420,8 @@ class BlobStore:
                 user_message=N_("The file {path} already exists; choose another name."),
                 path=target,
             )
-        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        # A short name: the target's own may already be as long as allowed.
+        temporary = target.with_name(f".p2ptchap-{secrets.token_hex(8)}.part")
         done = 0
         try:
             with _exclusive(temporary) as handle:
@@ -442,6 +460,14 @@ class BlobStore:
                 raise _os_error("remove", self.path(root), exc) from exc
             removed += 1
         return removed
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

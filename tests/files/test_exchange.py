@@ -19,7 +19,7 @@ import trio.testing
 
 from p2ptchap.core import peerwire
 from p2ptchap.core.files import CHUNK_SIZE, chunk_count
-from p2ptchap.core.transfer import FetchSettings
+from p2ptchap.core.transfer import ChunkRequest, FetchSettings, LeavesRequest, Query
 from p2ptchap.files import FileEntry, Files, FileSettings
 from p2ptchap.replication import Replicator
 from p2ptchap.services import Services
@@ -182,8 +182,17 @@ async def test_only_readers_of_a_room_naming_the_file_can_fetch_it(
         await trio.sleep(3)
         file_id = _send(a, room, tmp_path, os.urandom(5 * CHUNK_SIZE))
         entry = await _fetch(b, room, file_id)
-        # Eve knows the address (say, from a colleague's screen) and asks.
+        # Eve knows the address (say, from a colleague's screen) and asks;
+        # her node asks nobody (no room it reads names the file), so her
+        # modified client asks everyone for everything.
         _exchange(eve).download(entry.root, entry.size)
+        for peer in list(_exchange(eve)._peers.values()):
+            for message in (
+                Query(entry.root),
+                LeavesRequest(entry.root, 0, 5),
+                ChunkRequest(entry.root, (0, 1, 2)),
+            ):
+                _exchange(eve)._queue(peer, message)
         await trio.sleep(20)
         assert _files(eve).blobs.info(entry.root).have == set()  # type: ignore[union-attr]
         assert _exchange(a).counters["refused-file"] >= 1
