@@ -250,7 +250,7 @@ def decrypt_chunks(file_key: bytes, size: int, sealed: Iterable[bytes]) -> Itera
 
 # --- names and types -----------------------------------------------------------------------
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]")
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}$")
 
 
@@ -272,6 +272,9 @@ def safe_name(name: str) -> str:
 
 
 def _clean_name(name: str) -> str:
+    # A local name that is not UTF-8 comes with surrogate escapes: make
+    # them replacement characters (they cannot be encoded, nor sent).
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     name = unicodedata.normalize("NFC", name)
     # The last path component, whichever separator the sender's system used.
     name = re.split(r"[/\\]", name)[-1]
