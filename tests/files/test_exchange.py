@@ -27,7 +27,7 @@ from p2ptchap.store.blobs import BlobStore
 from p2ptchap.transfers import FileExchange, TransferSettings
 from tests.conftest import Org
 from tests.sync.netcell import SyncCell, SyncNode
-from tests.sync.test_e2e import _holds, _known, _room
+from tests.sync.test_e2e import _holds, _known, _meshed, _room
 
 #: Nothing fetched by itself unless a test says so.
 EXPLICIT = FileSettings(max_size=64 << 20, auto_download=0)
@@ -84,9 +84,7 @@ async def test_a_file_reaches_every_member_intact_and_never_travels_in_clear(
 ) -> None:
     data = b"SECRET-FILE" + os.urandom(3 * CHUNK_SIZE + 123)
     async with cell.running():
-        a, b, c = await cell.add_many("a", "b", "c")
-        cell.net.mesh()
-        room = await _room(cell, a, b, c)
+        (a, b, c), room = await _meshed(cell, "a", "b", "c")
         file_id = _send(a, room, tmp_path, data, "Compte rendu été.pdf")
         for node in (b, c):
             entry = await _fetch(node, room, file_id)
@@ -132,9 +130,7 @@ async def test_three_sources_share_the_work(
 ) -> None:
     data = os.urandom(40 * CHUNK_SIZE)
     async with cell.running():
-        a, b, c, d = await cell.add_many("a", "b", "c", "d")
-        cell.net.mesh()
-        room = await _room(cell, a, b, c, d)
+        (a, b, c, d), room = await _meshed(cell, "a", "b", "c", "d")
         file_id = _send(a, room, tmp_path, data)
         for node in (b, c):
             await _fetch(node, room, file_id)
@@ -152,9 +148,7 @@ async def test_a_peer_sending_bad_chunks_is_dropped_and_the_chunks_fetched_elsew
 ) -> None:
     data = os.urandom(24 * CHUNK_SIZE)
     async with cell.running():
-        a, b, liar, d = await cell.add_many("a", "b", "liar", "d")
-        cell.net.mesh()
-        room = await _room(cell, a, b, liar, d)
+        (a, b, liar, d), room = await _meshed(cell, "a", "b", "liar", "d")
         file_id = _send(a, room, tmp_path, data)
         await _fetch(liar, room, file_id)
         await _fetch(b, room, file_id)
@@ -175,9 +169,7 @@ async def test_only_readers_of_a_room_naming_the_file_can_fetch_it(
     cell: SyncCell, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b, eve = await cell.add_many("a", "b", "eve")
-        cell.net.mesh()
-        room = await _room(cell, a, b, eve)
+        (a, b, eve), room = await _meshed(cell, "a", "b", "eve")
         a.rooms.kick(room, eve.account.account_key)
         await trio.sleep(3)
         file_id = _send(a, room, tmp_path, os.urandom(5 * CHUNK_SIZE))
@@ -210,9 +202,7 @@ async def test_a_download_cut_off_resumes_without_fetching_verified_chunks_again
     data = os.urandom(300 * CHUNK_SIZE + 7)
     count = chunk_count(len(data))
     async with cell.running():
-        a, b = await cell.add_many("a", "b")
-        cell.net.mesh()
-        room = await _room(cell, a, b)
+        (a, b), room = await _meshed(cell, "a", "b")
         file_id = _send(a, room, tmp_path, data)
         entry = await _entry(b, room, file_id)
         _exchange(b).download(entry.root, entry.size)
@@ -243,9 +233,7 @@ async def test_a_restarted_node_resumes_its_downloads_from_what_it_recorded(
     data = os.urandom(200 * CHUNK_SIZE)
     count = chunk_count(len(data))
     async with cell.running():
-        a, b = await cell.add_many("a", "b")
-        cell.net.mesh()
-        room = await _room(cell, a, b)
+        (a, b), room = await _meshed(cell, "a", "b")
         file_id = _send(a, room, tmp_path, data)
         entry = await _entry(b, room, file_id)
         _exchange(b).download(entry.root, entry.size)
@@ -254,6 +242,7 @@ async def test_a_restarted_node_resumes_its_downloads_from_what_it_recorded(
         # The process dies: cut off, and nothing more it writes gets recorded.
         cell.net.isolate("b")
         _files(b).blobs.flush = lambda root: False  # type: ignore[method-assign]
+        _files(b).blobs.record = lambda root, taken: False  # type: ignore[method-assign]
         recorded = _held(b, entry)
         assert recorded < count
         # A new process on the same database and blob folder.
@@ -296,9 +285,7 @@ async def test_files_of_redacted_messages_and_of_rooms_left_are_collected(
     cell: SyncCell, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cell.running():
-        a, b = await cell.add_many("a", "b")
-        cell.net.mesh()
-        room = await _room(cell, a, b)
+        (a, b), room = await _meshed(cell, "a", "b")
         other = await _room(cell, a, b)
         kept_id = _send(a, room, tmp_path, os.urandom(1000), "kept.bin")
         redacted_id = _send(a, room, tmp_path, os.urandom(1000), "redacted.bin")
