@@ -55,11 +55,12 @@ from p2ptchap.core import codec, sync
 from p2ptchap.core.authority import TrustStore
 from p2ptchap.core.errors import N_, DecodeError, P2PTchapError, RemoteError, StorageError
 from p2ptchap.core.events import Event, EventType, Membership, event_id
-from p2ptchap.core.identity import Kind, VerifiedDevice, parse_device_certificate
+from p2ptchap.core.identity import Kind, parse_device_certificate
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.core.room import Rejection
 from p2ptchap.core.sync import Access, ReceiptKind, TrustKind
 from p2ptchap.rooms import Rooms
+from p2ptchap.services import PeerLink, PeerQueue, PeerTable
 
 log = logging.getLogger("p2ptchap.sync")
 
@@ -89,15 +90,6 @@ class TooManyDevices(RemoteError):
     """An account with more device certificates than anyone owns: the rest are refused."""
 
     default_message = N_("A device certificate was refused: its account has too many devices.")
-
-
-class PeerLink(Protocol):
-    """One authenticated peer, as the owner of the connection presents it."""
-
-    @property
-    def verified(self) -> VerifiedDevice: ...
-
-    async def send(self, data: bytes) -> None: ...
 
 
 class TrustBook(Protocol):
@@ -153,14 +145,11 @@ class SyncSettings:
     poll: float = 0.25
 
 
-@dataclasses.dataclass
-class _Peer:
-    link: PeerLink
-    key: bytes
-    send: trio.MemorySendChannel[bytes]
-    receive: trio.MemoryReceiveChannel[bytes]
-    tokens: float
-    refilled: float
+@dataclasses.dataclass(eq=False)
+class _Peer(PeerQueue[bytes]):
+    #: Token bucket of unsolicited events (set when the peer connects).
+    tokens: float = 0.0
+    refilled: float = 0.0
     queued: int = 0
     #: room → the last vector the peer sent us
     theirs: dict[bytes, sync.Vector] = dataclasses.field(default_factory=dict)
@@ -173,8 +162,6 @@ class _Peer:
         default_factory=dict
     )
     unknown_rooms: set[bytes] = dataclasses.field(default_factory=set)
-    #: Gone (disconnected, or its sending failed): nothing more is queued or sent.
-    dead: bool = False
     #: room → the vector of the peer under which a ``want`` brought nothing:
     #: not asked again until that vector changes.
     stalled: dict[bytes, object] = dataclasses.field(default_factory=dict)
@@ -185,10 +172,6 @@ class _Peer:
     trust_theirs: bytes | None = None
     #: Sessions of this peer whose keys we asked it for (asked again now and then).
     keys_asked: set[bytes] = dataclasses.field(default_factory=set)
-
-    @property
-    def verified(self) -> VerifiedDevice:
-        return self.link.verified
 
 
 def _fingerprint(vector: sync.Vector) -> object:
@@ -217,7 +200,7 @@ class Replicator:
         self.on_revocation = on_revocation
         self.receipts = rooms.receipts
         self.counters: collections.Counter[str] = collections.Counter()
-        self._peers: dict[bytes, _Peer] = {}
+        self._peers: PeerTable[_Peer] = PeerTable()
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
         self._journal = self.store.last_arrival()
@@ -254,32 +237,14 @@ class Replicator:
                 self._trust_cache = None
         except StorageError as exc:
             log.warning(N_("could not record a peer in the directory: %s"), exc.detail)
-        key = bytes(link.verified.device.device_key)
-        old = self._peers.pop(key, None)
-        if old is not None:
-            old.dead = True
-            old.send.close()
-        send, receive = trio.open_memory_channel[bytes](math.inf)
-        peer = _Peer(
-            link,
-            key,
-            send,
-            receive,
-            tokens=self.settings.push_burst,
-            refilled=trio.current_time(),
-        )
-        self._peers[key] = peer
+        peer = _Peer(link, tokens=self.settings.push_burst, refilled=trio.current_time())
+        self._peers.add(peer)
         if self._nursery is not None:
             self._nursery.start_soon(self._sender, peer)
         self._greet(peer)
 
     def disconnected(self, link: PeerLink) -> None:
-        key = bytes(link.verified.device.device_key)
-        peer = self._peers.get(key)
-        if peer is not None and peer.link is link:
-            del self._peers[key]
-            peer.dead = True
-            peer.send.close()
+        self._peers.drop(link)
 
     def nudge(self) -> None:
         """Something was stored: push it now rather than at the next poll."""
@@ -288,8 +253,8 @@ class Replicator:
     async def received(self, link: PeerLink, body: dict[codec.Key, codec.Value]) -> None:
         """Handle one sync message (envelope already decoded); raise ``DecodeError``."""
         await trio.lowlevel.checkpoint()
-        peer = self._peers.get(bytes(link.verified.device.device_key))
-        if peer is None or peer.link is not link:
+        peer = self._peers.find(link)
+        if peer is None:
             return
         try:
             message = sync.decode(body)
@@ -320,25 +285,18 @@ class Replicator:
             self.counters["dropped-outgoing"] += 1
             return
         peer.queued += len(data)
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            peer.send.send_nowait(data)
+        peer.put(data)
 
     async def _sender(self, peer: _Peer) -> None:
+        def taken(data: bytes) -> bytes:
+            peer.queued -= len(data)
+            return data
+
         try:
-            async with peer.receive:
-                async for data in peer.receive:
-                    peer.queued -= len(data)
-                    if peer.dead:
-                        return  # disconnected (revoked, say): nothing more goes out
-                    try:
-                        await peer.link.send(data)
-                    except (P2PTchapError, trio.BrokenResourceError, trio.ClosedResourceError):
-                        return  # the connection ended; its owner reports it
+            await peer.write(taken)
         finally:
             # Whatever ended the sending ends the peer here: no more queueing.
-            peer.dead = True
-            if self._peers.get(peer.key) is peer:
-                del self._peers[peer.key]
+            self._peers.forget(peer)
 
     def _still_valid(self, peer: _Peer) -> bool:
         verified = peer.verified

@@ -34,7 +34,7 @@ from typing import Final
 import trio
 
 from p2ptchap.core import codec
-from p2ptchap.core.errors import N_, DecodeError, LocalError, P2PTchapError, StorageError
+from p2ptchap.core.errors import N_, DecodeError, LocalError, StorageError
 from p2ptchap.core.files import chunk_count
 from p2ptchap.core.transfer import (
     Chunk,
@@ -53,7 +53,7 @@ from p2ptchap.core.transfer import (
 from p2ptchap.core.transfer import decode as decode_message
 from p2ptchap.core.transfer import encode as encode_message
 from p2ptchap.files import Files
-from p2ptchap.replication import PeerLink
+from p2ptchap.services import PeerLink, PeerQueue, PeerTable
 from p2ptchap.store.blobs import WrongSize
 
 log = logging.getLogger("p2ptchap.transfers")
@@ -83,15 +83,15 @@ class TransferSettings:
     collect_every: float = 600.0
 
 
-@dataclasses.dataclass
-class _Peer:
-    link: PeerLink
-    key: bytes
-    send: trio.MemorySendChannel[bytes | tuple[bytes, int, int]]
-    receive: trio.MemoryReceiveChannel[bytes | tuple[bytes, int, int]]
+#: What waits to go to a peer: a message's bytes, or a chunk to read from
+#: disk when its turn comes: (root, index, file size).
+_Outgoing = bytes | tuple[bytes, int, int]
+
+
+@dataclasses.dataclass(eq=False)
+class _Peer(PeerQueue[_Outgoing]):
     queued_chunks: int = 0
     queued_bytes: int = 0
-    dead: bool = False
     #: root → (trio time, allowed): the access decision, cached a little
     allowed: dict[bytes, tuple[float, bool]] = dataclasses.field(default_factory=dict)
 
@@ -123,7 +123,7 @@ class FileExchange:
         self.settings = settings
         self.auto_download = auto_download
         self.counters: collections.Counter[str] = collections.Counter()
-        self._peers: dict[bytes, _Peer] = {}
+        self._peers: PeerTable[_Peer] = PeerTable()
         self._downloads: dict[bytes, _Download] = {}
         self._finished: dict[bytes, float] = {}
         self._flushing: set[bytes] = set()
@@ -237,35 +237,25 @@ class FileExchange:
     # --- peers -----------------------------------------------------------------------
 
     def connected(self, link: PeerLink) -> None:
-        key = bytes(link.verified.device.device_key)
-        old = self._peers.pop(key, None)
-        if old is not None:
-            old.dead = True
-            old.send.close()
-        send, receive = trio.open_memory_channel[bytes | tuple[bytes, int, int]](math.inf)
-        peer = _Peer(link, key, send, receive)
-        self._peers[key] = peer
+        peer = _Peer(link)
+        self._peers.add(peer)
         if self._nursery is not None:
             self._nursery.start_soon(self._sender, peer)
         for root in self._downloads:
             self._query(peer, root)
 
     def disconnected(self, link: PeerLink) -> None:
-        key = bytes(link.verified.device.device_key)
-        peer = self._peers.get(key)
-        if peer is not None and peer.link is link:
-            del self._peers[key]
-            peer.dead = True
-            peer.send.close()
+        peer = self._peers.drop(link)
+        if peer is not None:
             for root, download in self._downloads.items():
-                download.fetch.gone(key)
+                download.fetch.gone(peer.key)
                 self._pump(root)
 
     async def received(self, link: PeerLink, body: dict[codec.Key, codec.Value]) -> None:
         """Handle one file message; raise ``DecodeError`` if malformed."""
         await trio.lowlevel.checkpoint()
-        peer = self._peers.get(bytes(link.verified.device.device_key))
-        if peer is None or peer.link is not link:
+        peer = self._peers.find(link)
+        if peer is None:
             return
         try:
             message = decode_message(body)
@@ -355,8 +345,7 @@ class FileExchange:
                 refused.append(index)
                 continue
             peer.queued_chunks += 1
-            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                peer.send.send_nowait((root, index, info.size))
+            peer.put((root, index, info.size))
         if refused:
             self._queue(peer, NotHere(root, tuple(refused)))
 
@@ -368,30 +357,23 @@ class FileExchange:
             self.counters["dropped-outgoing"] += 1
             return
         peer.queued_bytes += len(data)
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            peer.send.send_nowait(data)
+        peer.put(data)
 
     async def _sender(self, peer: _Peer) -> None:
         """Write this peer's messages; chunks are read from disk only when their turn comes."""
         try:
-            async with peer.receive:
-                async for item in peer.receive:
-                    if peer.dead:
-                        return
-                    data = self._outgoing(peer, item)
-                    try:
-                        await peer.link.send(data)
-                    except (P2PTchapError, trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
+            await peer.write(lambda item: self._outgoing(peer, item))
         finally:
-            peer.dead = True
+            self._peers.forget(peer)
 
-    def _outgoing(self, peer: _Peer, item: bytes | tuple[bytes, int, int]) -> bytes:
+    def _outgoing(self, peer: _Peer, item: _Outgoing) -> bytes:
         """The bytes of a queued message; a queued chunk is read from disk now."""
         if not isinstance(item, tuple):
             peer.queued_bytes -= len(item)
             return item
         peer.queued_chunks -= 1
+        if peer.dead:
+            return b""  # not sent: no need to read it
         root, index, size = item
         try:
             data = self.blobs.read_chunk(root, index, size)
