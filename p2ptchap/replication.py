@@ -68,6 +68,11 @@ log = logging.getLogger("p2ptchap.sync")
 _ACCESS_TYPES = frozenset(
     {EventType.MEMBER, EventType.EMAIL_INVITE, EventType.JOIN_RULE, EventType.EXTERNALS}
 )
+#: Accepted events that can void a concurrent invitation (see ``_voided_admission``):
+#: the inviter's removal, a change of powers, of the join rule, of externals.
+_VOIDING_TYPES = frozenset(
+    {EventType.MEMBER, EventType.POWER, EventType.JOIN_RULE, EventType.EXTERNALS}
+)
 #: Statuses of events from devices we cannot vouch for (unknown, or revoked
 #: and built on by no valid device): not advertised nor pushed.
 _UNVOUCHED = frozenset(
@@ -209,6 +214,7 @@ class Replicator:
         self._receipt_due: dict[bytes, float] = {}
         self._trust_cache: dict[bytes, tuple[TrustKind, bytes]] | None = None
         self._vectors: dict[bytes, tuple[object, int, sync.Vector]] = {}
+        self._memberships: dict[bytes, tuple[object, int, dict[str, list[Event]]]] = {}
         #: Trust items we refused (not asked for again; cleared when too many).
         self._refused_trust: set[bytes] = set()
         #: (device, session) → when we last answered its key request.
@@ -317,6 +323,9 @@ class Replicator:
             live.resolution.state, account.account_key, account.kind, account.email
         )
         if granted is Access.OWN:
+            explained = self._voided_admission(room, peer)
+            if explained is not None:
+                return Access.REMOVED, explained
             return granted, self._own_membership
         if granted not in (Access.INVITED, Access.REMOVED):
             return granted, lambda _e: granted is Access.FULL
@@ -338,6 +347,73 @@ class Replicator:
             )
 
         return granted, allowed
+
+    def _voided_admission(self, room: bytes, peer: _Peer) -> Callable[[Event], bool] | None:
+        """For an account invited by a member but whose invitation our state rejects: a filter.
+
+        Its node believes it is a member (it may have joined), ours does not
+        count it: without help it would ask us for ever and never learn why.
+        It gets what its own resolution needs to reach our verdict: its
+        rejected invitation(s), and the accepted state changes concurrent
+        with them (the removal or demotion of the inviter, a change of the
+        join rule or of externals) with their causal past — as a removed
+        member gets its removal and its past.  An account never invited by
+        someone else (a stranger forging its own join) gets nothing more.
+        """
+        live = self.store.live(room)
+        state = live.resolution.state
+        if state is None:
+            return None
+        key = bytes(peer.verified.account.account_key).hex()
+        invites = [
+            event
+            for event in self._membership_index(room).get(key, ())
+            if event.content.get("membership") == "invite"
+            and event.account != peer.verified.account.account_key
+            and event.account in state.membership  # the inviter was admitted once
+            and live.status(event.id)[0] == "rejected"
+        ]
+        if not invites:
+            return None
+        causes: list[Event] = []
+        for invite in invites:
+            invite_clock = live.clock(invite.id) or {}
+            inviter = bytes(invite.account).hex()
+            for other in live.resolution.accepted:
+                if other.type not in _VOIDING_TYPES or (
+                    other.type is EventType.MEMBER
+                    and (other.state_key != inviter or other.content["membership"] == "join")
+                ):
+                    continue
+                other_clock = live.clock(other.id) or {}
+                concurrent = (
+                    other_clock.get(bytes(invite.device), 0) < invite.seq
+                    and invite_clock.get(bytes(other.device), 0) < other.seq
+                )
+                if concurrent:
+                    causes.append(other)
+        clocks = [live.clock(c.id) or {} for c in causes]
+        ids = {e.id for e in invites} | {c.id for c in causes}
+
+        def allowed(event: Event) -> bool:
+            return event.id in ids or any(
+                clock.get(bytes(event.device), 0) >= event.seq for clock in clocks
+            )
+
+        return allowed
+
+    def _membership_index(self, room: bytes) -> dict[str, list[Event]]:
+        """Membership events of ``room`` by target, whatever their status (cached)."""
+        live = self.store.live(room)
+        cached = self._memberships.get(room)
+        if cached is not None and cached[0] is live and cached[1] == len(live.events):
+            return cached[2]
+        index: dict[str, list[Event]] = {}
+        for event in live.events.values():
+            if event.type is EventType.MEMBER and event.state_key is not None:
+                index.setdefault(event.state_key, []).append(event)
+        self._memberships[room] = (live, len(live.events), index)
+        return index
 
     def _engaged(self, peer: _Peer, room: bytes) -> bool:
         """Whether the peer's account joined (or is invited to) the room, by our state."""

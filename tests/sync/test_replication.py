@@ -12,7 +12,7 @@ from p2ptchap.core import codec, revocation, sync
 from p2ptchap.core.events import EventType, Membership, make_event
 from p2ptchap.core.identity import Kind, VerifiedDevice
 from p2ptchap.net.connection import ConnectionFailed
-from p2ptchap.rooms import JOIN_REQUESTED
+from p2ptchap.rooms import JOIN_REQUESTED, Role
 from tests.conftest import NOW, Org
 from tests.sync.netcell import SyncCell, SyncNode
 
@@ -350,3 +350,50 @@ async def test_a_peer_whose_connection_fails_is_dropped_and_the_node_keeps_runni
         assert broken.sent == 1
         assert a.replicator._peers == {}
         assert a.replicator.counters["internal-error"] == 0
+
+
+async def test_a_member_whose_invitation_was_voided_concurrently_learns_it(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The flake of the random-cell test, made deterministic.
+
+    ``x`` invites ``n`` while, on the other side of a partition, ``c``
+    kicks ``x``: once healed, every state rejects the invitation (made by
+    someone removed concurrently) and with it ``n``'s join.  ``n`` must
+    learn that too — nobody counts it as a member any more, so nobody
+    would send it the kick as a member — instead of believing itself a
+    member and asking for ever.
+    """
+    async with cell.running():
+        c, x, n, other = await cell.add_many("c", "x", "n", "other")
+        cell.net.mesh()
+        room = await _room_with(cell, c, x, other)
+        c.rooms.set_role(room, x.account.account_key, Role.MODERATOR)
+        await trio.sleep(3)
+        cell.net.partition(["c", "other"], ["x", "n"])
+        await trio.sleep(1)
+        x.rooms.invite(room, n.account.account_key)
+        for _ in range(50):
+            if room in n.rooms.store.rooms():
+                break
+            await trio.sleep(0.2)
+        n.rooms.join(room)
+        await trio.sleep(3)
+        assert n.rooms.state(room).is_member(n.account.account_key)
+        c.rooms.kick(room, x.account.account_key)
+        await trio.sleep(3)
+        cell.net.heal()
+        await trio.sleep(60)
+
+        n_key = n.account.account_key
+        for node in (c, x, other):
+            assert not node.rooms.state(room).is_member(n_key), node.name
+        # n reaches the same verdict about itself, and the same state.
+        assert not n.rooms.state(room).is_member(n_key)
+        assert n.rooms.state(room) == c.rooms.state(room)
+        # It got the kick and what explains it, not what was said since.
+        c.rooms.send(room, b"after the heal")
+        await trio.sleep(10)
+        assert b"after the heal" not in [m.body for m in n.rooms.messages(room, limit=100)]
+        said = [e for e in c.rooms.store.live(room).events.values() if e.type is EventType.MESSAGE]
+        assert said and not set(n.rooms.store.live(room).events) & {e.id for e in said}
