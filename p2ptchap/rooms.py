@@ -45,7 +45,7 @@ from p2ptchap.core.events import (
 )
 from p2ptchap.core.files import Descriptor, clear_reference
 from p2ptchap.core.identity import AccountCertificate, DeviceCertificate, Kind
-from p2ptchap.core.keys import AccountKey, DeviceKey, DeviceSecret, ExchangeSecret, Rng
+from p2ptchap.core.keys import KEY_SIZE, AccountKey, DeviceKey, DeviceSecret, ExchangeSecret, Rng
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.megolm import MegolmError, OutboundSession
 from p2ptchap.core.room import DEFAULT_POWER, Rejection, RoomState
@@ -227,6 +227,12 @@ class Message:
     exposed_to: tuple[AccountKey, ...] = ()
     #: The file it carries (its descriptor, decrypted), if any.
     file: Descriptor | None = None
+    #: Whether its author edited it (``body`` is then the latest edit).
+    edited: bool = False
+    #: Reactions readable so far: ``(key, accounts)``, in the order first seen.
+    reactions: tuple[tuple[str, tuple[AccountKey, ...]], ...] = ()
+    #: The device that signed it (``None`` only in hand-built values).
+    device: DeviceKey | None = None
 
 
 class Rooms:
@@ -370,6 +376,7 @@ class Rooms:
         accepted = live.resolution.accepted
         redacted = {e.content["target"] for e in accepted if e.type is T.REDACTION}
         edits = self._latest_edits(accepted)
+        reactions = self._reactions(accepted, redacted)
         waiting = {r[1]: r[4] for r in self.keys.undecrypted(room)} if self.keys.unlocked else {}
         found: list[Message] = []
         for event in reversed(accepted):
@@ -397,6 +404,9 @@ class Rooms:
                     None if inner is not None else waiting.get(event.id, "locked"),
                     self._exposed(live, event),
                     descriptor,
+                    edited=event.id in edits,
+                    reactions=reactions.get(event.id, ()),
+                    device=event.device,
                 )
             )
             if len(found) >= limit:
@@ -417,6 +427,28 @@ class Rooms:
                     assert isinstance(body, bytes)
                     found[target] = body
         return found
+
+    def _reactions(
+        self, accepted: list[Event], redacted: set[codec.Value]
+    ) -> dict[bytes, tuple[tuple[str, tuple[AccountKey, ...]], ...]]:
+        """Per message id, who reacted with what (one reaction per account and key)."""
+        found: dict[bytes, dict[str, list[AccountKey]]] = {}
+        if not self.keys.unlocked:
+            return {}
+        for event in accepted:
+            if event.type is not T.REACTION or event.id in redacted:
+                continue
+            inner = self.keys.plaintext(event.id)
+            target, key = event.content.get("target"), inner.get("key") if inner else None
+            if not isinstance(target, bytes) or not isinstance(key, str):
+                continue
+            accounts = found.setdefault(target, {}).setdefault(key, [])
+            if event.account not in accounts:
+                accounts.append(event.account)
+        return {
+            target: tuple((key, tuple(who)) for key, who in keys.items())
+            for target, keys in found.items()
+        }
 
     def _exposed(self, live: LiveRoom, event: Event) -> tuple[AccountKey, ...]:
         """Removed members the session of ``event`` was shared with, who had no right to it.
@@ -632,6 +664,53 @@ class Rooms:
     def unwant(self, room: bytes) -> None:
         with self.db.transaction() as cursor:
             cursor.execute("DELETE FROM wanted_rooms WHERE room = ?", (room,))
+
+    def person(self, who: str) -> AccountKey | str:
+        """Whom ``who`` names: an account key (hex), an e-mail address, or a unique search.
+
+        An address nobody known holds is returned as the normalised address
+        (for an invitation by e-mail).
+        """
+        text = who.strip()
+        if len(text) == 2 * KEY_SIZE:
+            try:
+                return AccountKey(bytes.fromhex(text))
+            except ValueError:
+                pass
+        if "@" in text:
+            try:
+                address = normalise_email(text)
+            except InvalidAddress as exc:
+                message = N_("'{email}' is not a valid e-mail address.")
+                raise UsageError(str(exc), user_message=message, email=text) from exc
+            known = self.account_by_email(address)
+            return known if known is not None else address
+        found = self.search_people(text, limit=6)
+        if len(found) == 1:
+            return found[0].account
+        if not found:
+            raise UsageError(
+                "nobody",
+                user_message=N_("Nobody in the directory matches '{who}'; give an e-mail address."),
+                who=text,
+            )
+        raise UsageError(
+            "ambiguous",
+            user_message=N_("Several people match '{who}': {names}; give the e-mail address."),
+            who=text,
+            names=", ".join(f"{e.name} <{e.email}>" for e in found),
+        )
+
+    def account_of(self, who: str) -> AccountKey:
+        """Like :meth:`person`, for someone who must be enrolled already."""
+        person = self.person(who)
+        if isinstance(person, str):
+            raise UsageError(
+                "unknown person",
+                user_message=N_("Nobody in the directory has the address {email}."),
+                email=person,
+            )
+        return person
 
     def search_people(self, query: str, limit: int = 50) -> list[Entry]:
         """The people directory; agents only (Tchap's rule)."""

@@ -26,7 +26,7 @@ from p2ptchap.core.errors import N_, P2PTchapError, UsageError, VerificationErro
 from p2ptchap.i18n import Translator
 from p2ptchap.store.files import read_file
 from p2ptchap.store.home import Home, default_home
-from p2ptchap.ui import cli_files, cli_network, cli_rooms
+from p2ptchap.ui import cli_chat, cli_files, cli_network, cli_rooms
 from p2ptchap.ui.context import EXIT_FAILURE, Context, emit_json
 
 EXIT_USAGE = 2
@@ -587,6 +587,7 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
     cli_network.add_commands(commands, command, tr)
     cli_rooms.add_commands(commands, command, tr)
     cli_files.add_commands(commands, command, tr)
+    cli_chat.add_commands(commands, command, tr)
     return parser
 
 

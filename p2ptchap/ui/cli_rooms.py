@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from p2ptchap.core.addresses import InvalidAddress, normalise_email
 from p2ptchap.core.directory import RoomSummary
 from p2ptchap.core.errors import N_, UsageError
-from p2ptchap.core.keys import KEY_SIZE, AccountKey
+from p2ptchap.core.keys import AccountKey
 from p2ptchap.i18n import Translator
 from p2ptchap.rooms import Done, Role, RoomInfo, Rooms, open_rooms
 from p2ptchap.ui.context import Context, emit_json
@@ -51,48 +50,11 @@ def _rooms(ctx: Context, *, write: bool) -> Rooms:
 
 
 def _person(rooms: Rooms, who: str) -> AccountKey | str:
-    """An account key, or a normalised address nobody known holds (for an e-mail invite)."""
-    text = who.strip()
-    if len(text) == 2 * KEY_SIZE:
-        try:
-            return AccountKey(bytes.fromhex(text))
-        except ValueError:
-            pass
-    if "@" in text:
-        try:
-            address = normalise_email(text)
-        except InvalidAddress as exc:
-            raise UsageError(
-                str(exc), user_message=N_("'{email}' is not a valid e-mail address."), email=text
-            ) from exc
-        known = rooms.account_by_email(address)
-        return known if known is not None else address
-    found = rooms.search_people(text, limit=6)
-    if len(found) == 1:
-        return found[0].account
-    if not found:
-        raise UsageError(
-            "nobody",
-            user_message=N_("Nobody in the directory matches '{who}'; give an e-mail address."),
-            who=text,
-        )
-    raise UsageError(
-        "ambiguous",
-        user_message=N_("Several people match '{who}': {names}; give the e-mail address."),
-        who=text,
-        names=", ".join(f"{e.name} <{e.email}>" for e in found),
-    )
+    return rooms.person(who)
 
 
 def _account(rooms: Rooms, who: str) -> AccountKey:
-    person = _person(rooms, who)
-    if isinstance(person, str):
-        raise UsageError(
-            "unknown person",
-            user_message=N_("Nobody in the directory has the address {email}."),
-            email=person,
-        )
-    return person
+    return rooms.account_of(who)
 
 
 def _done(ctx: Context, done: Done, template: str, **values: object) -> int:

@@ -1,0 +1,48 @@
+"""One thread owns the app's database connection; trio awaits its answers.
+
+SQLite connections belong to the thread that opened them, and a read of a
+large room, a file import or an FTS index build can take a while: the
+terminal app must keep drawing meanwhile.  Every call that touches the
+database or the disk goes through :meth:`DatabaseThread.run`, which queues
+it on a single worker thread (calls run one at a time, in order) and
+suspends the calling trio task until it is done.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+class DatabaseThread:
+    """A single worker thread; :meth:`run` is awaitable from trio."""
+
+    def __init__(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="p2ptchap-db"
+        )
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        """Run ``function(*args)`` on the database thread; its result or its exception."""
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        future = self._executor.submit(function, *args)
+
+        def wake(_future: object) -> None:
+            # The trio run may have ended meanwhile (the app quit): nothing to wake.
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
+
+        future.add_done_callback(wake)
+        await done.wait()
+        return future.result()
+
+    def close(self) -> None:
+        """Let queued calls finish, then stop the thread."""
+        self._executor.shutdown(wait=True)
