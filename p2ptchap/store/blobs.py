@@ -414,6 +414,13 @@ class BlobStore:
         :class:`~p2ptchap.core.files.ChunkError` if the blob does not open.
         """
         target = out / descriptor.name if out.is_dir() else out
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            # Renaming over /dev/null, a FIFO or a link would replace it, not write to it.
+            raise StorageError(
+                f"{target} is not a regular file",
+                user_message=N_("{path} is not a regular file; choose a file name to save to."),
+                path=target,
+            )
         if target.exists() and not replace:
             raise StorageError(
                 f"{target} exists",

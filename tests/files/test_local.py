@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from p2ptchap.core.errors import StorageError
 from p2ptchap.core.events import EventType
 from p2ptchap.core.files import CHUNK_SIZE, Descriptor, clear_reference
 from p2ptchap.files import Files, FileSettings
@@ -132,3 +133,22 @@ def test_a_message_whose_clear_file_differs_from_its_descriptor_is_not_shown(
     [message] = [m for m in bruno.messages(room) if m.waiting != "locked"]
     assert message.body is None and message.waiting == "bad-message"
     assert _files(bruno, tmp_path / "b").entries(room)[0].descriptor is None
+
+
+def test_saving_never_replaces_a_device_a_fifo_or_a_link(world: World, tmp_path: Path) -> None:
+    """Saving is a rename over the target: over /dev/null (as root) it would replace it."""
+    rooms, room = _alone_in_a_room(world)
+    files = _files(rooms, tmp_path)
+    source = tmp_path / "note.txt"
+    source.write_bytes(b"contenu")
+    files.send(room, source)
+    [entry] = files.entries(room)
+    fifo = tmp_path / "tube"
+    os.mkfifo(fifo)
+    link = tmp_path / "lien"
+    link.symlink_to(tmp_path / "ailleurs.txt")
+    for target in (Path(os.devnull), fifo, link):
+        with pytest.raises(StorageError, match="not a regular file"):
+            files.export(entry, target, replace=True)
+    assert Path(os.devnull).is_char_device() and fifo.is_fifo() and link.is_symlink()
+    assert not (tmp_path / "ailleurs.txt").exists()
