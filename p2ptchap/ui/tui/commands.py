@@ -16,7 +16,7 @@ from pathlib import Path
 from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.core.events import Membership
 from p2ptchap.core.identity import Kind
-from p2ptchap.rooms import Role
+from p2ptchap.rooms import Done, Role
 from p2ptchap.ui.tui.session import ChatSession, human_size
 
 Handler = Callable[[ChatSession, str], Awaitable[None]]
@@ -244,20 +244,21 @@ async def _members(session: ChatSession, argument: str) -> None:
             )
 
 
+async def _change(session: ChatSession, method: Callable[..., Done], *args: object) -> None:
+    """A setting of the open room: ``method(room, *args)``, its warnings, one line."""
+    room = session.require_room()
+    session.report(await session.db.run(method, room, *args))
+    session.say(N_("Room updated ({count} change(s))."), count=1)
+
+
 @command("name", "nom", "/name TEXT", N_("rename the room"))
 async def _name(session: ChatSession, argument: str) -> None:
-    room = session.require_room()
-    done = await session.db.run(session.api.set_name, room, _need(argument, "/name TEXT"))
-    session.report(done)
-    session.say(N_("Room updated ({count} change(s))."), count=1)
+    await _change(session, session.api.set_name, _need(argument, "/name TEXT"))
 
 
 @command("topic", "sujet", "/topic TEXT", N_("set the room's topic"))
 async def _topic(session: ChatSession, argument: str) -> None:
-    room = session.require_room()
-    done = await session.db.run(session.api.set_topic, room, argument)
-    session.report(done)
-    session.say(N_("Room updated ({count} change(s))."), count=1)
+    await _change(session, session.api.set_topic, argument)
 
 
 @command("public", "public", "/public on|off", N_("make the room a public forum, or private"))
@@ -284,23 +285,15 @@ async def _public(session: ChatSession, argument: str) -> None:
 
 @command("externals", "externes", "/externals on|off", N_("allow externals in the room or not"))
 async def _externals(session: ChatSession, argument: str) -> None:
-    room = session.require_room()
-    allow = _switch(_need(argument, "/externals on|off"))
-    done = await session.db.run(session.api.set_externals, room, allow)
-    session.report(done)
-    session.say(N_("Room updated ({count} change(s))."), count=1)
+    await _change(session, session.api.set_externals, _switch(_need(argument, "/externals on|off")))
 
 
 @command("history", "historique", "/history shared|joined", N_("what new members can read"))
 async def _history(session: ChatSession, argument: str) -> None:
-    room = session.require_room()
     value = _need(argument, "/history shared|joined").casefold()
     if value not in ("shared", "joined", "partagé", "partage", "arrivée", "arrivee"):
         raise UsageError("shared or joined", user_message=N_("Answer shared or joined."))
-    shared = value in ("shared", "partagé", "partage")
-    done = await session.db.run(session.api.set_history, room, shared)
-    session.report(done)
-    session.say(N_("Room updated ({count} change(s))."), count=1)
+    await _change(session, session.api.set_history, value in ("shared", "partagé", "partage"))
 
 
 @command("role", "role", "/role PERSON admin|moderator|member", N_("give someone a role"))
