@@ -582,7 +582,12 @@ def build_parser(tr: Translator) -> argparse.ArgumentParser:  # noqa: PLR0915 - 
     )
     sub.add_argument("certificate", type=Path, help=tr("the other account's certificate"))
 
-    sub = command(commands, "demo", cmd_demo, "run the identity walk-through in a temporary folder")
+    sub = command(
+        commands,
+        "demo",
+        cmd_demo,
+        "run the crisis-cell demo on this machine, in a temporary folder",
+    )
     sub.add_argument("--keep", action="store_true", help=tr("keep the temporary folder"))
     cli_network.add_commands(commands, command, tr)
     cli_rooms.add_commands(commands, command, tr)

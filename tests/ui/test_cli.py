@@ -194,14 +194,6 @@ def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--domain" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_identity_walk_through_runs_end_to_end(tmp_path: Path) -> None:
-    done = run(tmp_path, "demo")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "every step behaved as expected" in done.stdout
-    assert "!!" not in done.stdout
-
-
 def _fingerprint_after(label: str, output: str) -> str:
     for line in output.splitlines():
         if line.startswith(label):
