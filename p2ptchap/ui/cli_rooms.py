@@ -20,7 +20,7 @@ from p2ptchap.core.directory import RoomSummary
 from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.core.keys import AccountKey
 from p2ptchap.i18n import Translator
-from p2ptchap.rooms import Done, Role, RoomInfo, Rooms, open_rooms
+from p2ptchap.rooms import Done, MemberInfo, Role, RoomInfo, Rooms, open_rooms
 from p2ptchap.ui.context import Context, emit_json
 
 T = TypeVar("T")
@@ -47,6 +47,17 @@ ROOM_WORDS = (
 
 def _rooms(ctx: Context, *, write: bool) -> Rooms:
     return open_rooms(ctx.home, ctx.passphrase() if write else None, time.time, ctx.rng)
+
+
+def member_line(tr: Callable[[str], str], m: MemberInfo) -> str:
+    """One member as listed by ``room show`` and the app's ``/members``."""
+    return tr(N_("  {name} <{email}>{external} — {role}, {membership}")).format(
+        name=m.name,
+        email=m.email,
+        external=tr(" (external)") if m.external else "",
+        role=tr(m.role.value),
+        membership=tr(m.membership.value),
+    )
 
 
 def _person(rooms: Rooms, who: str) -> AccountKey | str:
@@ -150,14 +161,7 @@ def cmd_room_show(ctx: Context, args: argparse.Namespace) -> int:
         history=ctx.tr(info.history),
     )
     for m in members:
-        ctx.say(
-            "  {name} <{email}>{external} — {role}, {membership}",
-            name=m.name,
-            email=m.email,
-            external=ctx.tr(" (external)") if m.external else "",
-            role=ctx.tr(m.role.value),
-            membership=ctx.tr(m.membership.value),
-        )
+        print(member_line(ctx.tr, m), file=ctx.out)
     return 0
 
 

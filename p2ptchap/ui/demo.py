@@ -632,20 +632,7 @@ class _Demo:
     def expiry(self) -> None:
         dora = Person("dora", "dora.petit@interieur.gouv.fr", "Dora Petit")
         fingerprint = _fingerprint(self.run(dora, *self._init(dora)))
-        self.run(
-            None,
-            "--home",
-            "autorite",
-            "authority",
-            "issue",
-            "dora.request",
-            "--out",
-            "dora.cert",
-            "--days",
-            "1",
-            "--fingerprint",
-            fingerprint,
-        )
+        self._issue(dora, fingerprint, "--days", "1")
         in_two_days = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2 * 86400))
         self.run(ALICE, "verify", "dora.cert", "--at", in_two_days, expect=1, contains="expired")
         self.fact(N_("A one-day certificate is refused two days later."))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def run_p2ptchap(
-    cwd: Path, *args: str, passphrase: str | None, lang: str = "en"
+    cwd: Path, *args: str, passphrase: str | None, lang: str = "en", timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m p2ptchap ARGS`` in ``cwd`` with a clean environment.
 
@@ -27,6 +27,6 @@ def run_p2ptchap(
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )

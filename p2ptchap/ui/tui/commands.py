@@ -17,6 +17,7 @@ from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.core.events import Membership
 from p2ptchap.core.identity import Kind
 from p2ptchap.rooms import Done, Role
+from p2ptchap.ui.cli_rooms import member_line
 from p2ptchap.ui.tui.session import ChatSession, human_size
 
 Handler = Callable[[ChatSession, str], Awaitable[None]]
@@ -234,14 +235,7 @@ async def _members(session: ChatSession, argument: str) -> None:
         for m in found:
             if m.membership is Membership.LEAVE:
                 continue
-            session.say(
-                "  {name} <{email}>{external} — {role}, {membership}",
-                name=m.name,
-                email=m.email,
-                external=session.tr(" (external)") if m.external else "",
-                role=session.tr(m.role.value),
-                membership=session.tr(m.membership.value),
-            )
+            session.say_text(member_line(session.tr, m))
 
 
 async def _change(session: ChatSession, method: Callable[..., Done], *args: object) -> None:

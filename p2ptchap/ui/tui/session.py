@@ -437,7 +437,11 @@ class ChatSession:
     # --- notices -----------------------------------------------------------------------------
 
     def say(self, template: str, *, level: str = "info", **values: object) -> None:
-        notice = Notice(self.tr(template).format(**values), level)
+        self.say_text(self.tr(template).format(**values), level=level)
+
+    def say_text(self, text: str, *, level: str = "info") -> None:
+        """Like :meth:`say`, for a line already translated and filled in."""
+        notice = Notice(text, level)
         if self._collecting is not None:
             self._collecting.append(notice)
         else:
