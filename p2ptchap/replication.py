@@ -1155,8 +1155,11 @@ class Replicator:
                 log.exception("replication: an anti-entropy round failed")
 
     def _round(self, rounds: int) -> None:
-        # Another process may have added certificates, summaries or receipts.
-        self._trust_cache = None
+        # Another process may have added certificates, summaries or receipts:
+        # what it added goes out now (a forum created from the CLI reaches the
+        # others' directories within a round), not only with the peers' next
+        # digest exchange, which only differing digests trigger.
+        self.trust_changed(False)
         self.receipts.refresh()
         rooms = self._room_set()
         wanted = [r for r in self.rooms.wanted() if r not in rooms]

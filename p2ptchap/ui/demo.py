@@ -655,9 +655,8 @@ class _Demo:
         self.fact(N_("Dora's certificate is refused once her revocation is imported."))
 
     def network(self) -> None:
-        # Created before the nodes start, the forum's summary goes out with the
-        # first exchange of trust data; written while they run, it would only
-        # spread on the next full trust round (up to a minute).
+        # Created before the nodes start, to show that commands work offline:
+        # the forum's summary goes out with the first exchange of trust data.
         self.say(
             "  (first, Bruno opens a public forum while his node is still off: commands "
             "work without it, and what they write goes out as soon as it starts)"

@@ -109,6 +109,14 @@ class SyncCell:
         await self.net.add(name, Services(replicator, node.exchange), verified)
         return node
 
+    def other_process(self, name: str) -> Rooms:
+        """A second :class:`Rooms` on ``name``'s database, as the CLI next to its node."""
+        node = self.nodes[name]
+        db = Database(self.tmp_path / f"{name}.db")
+        directory = DirectoryStore(db, self.org.trust, node.book.revocations, lambda: NOW)
+        clock: Callable[[], float] = lambda: NOW + trio.current_time()  # noqa: E731
+        return Rooms(db, directory, node.rooms.me, clock, make_rng(self.seed * 1000 + 999))
+
     def received_events(self) -> dict[str, list[Event]]:
         """Per node, every event carried to it in an ``events`` message (delivered or not)."""
         found: dict[str, list[Event]] = {name: [] for name in self.nodes}

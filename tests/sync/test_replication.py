@@ -213,6 +213,20 @@ async def test_joining_a_public_room_known_only_by_its_summary(
         assert b.rooms.wanted() == []
 
 
+async def test_a_forum_created_by_another_process_reaches_the_others_within_a_round(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cell.running():
+        _, b = await cell.add_many("a", "b")
+        cell.net.mesh()
+        await trio.sleep(5)  # trust exchanged: both digests equal, nothing more sent
+        room = cell.other_process("a").create("Forum", public=True).room
+        # One round (1 s here) for a's node to notice; not the minute-long
+        # re-exchange of differing digests.
+        await trio.sleep(2.5)
+        assert [s.room for s in b.rooms.public_rooms()] == [room]
+
+
 # --- what a hostile or broken peer cannot do (from the security review) ----------------
 
 
