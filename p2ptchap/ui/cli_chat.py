@@ -11,6 +11,7 @@ from typing import Any
 
 from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.i18n import Translator
+from p2ptchap.store.home import Home
 from p2ptchap.ui.context import EXIT_FAILURE, Context
 
 NODE_LOG = "chat-node.log"
@@ -28,6 +29,8 @@ def cmd_chat(ctx: Context, args: argparse.Namespace) -> int:
                 "(room send, room read --json…)."
             ),
         )
+    if args.demo:
+        return _chat_demo(ctx)
     passphrase = ctx.passphrase()
     node: subprocess.Popen[bytes] | None = None
     if not args.no_node and not node_running(ctx.home.root):
@@ -41,6 +44,20 @@ def cmd_chat(ctx: Context, args: argparse.Namespace) -> int:
         if node is not None:
             _stop(node)
             ctx.say("Node stopped.")
+    return result if result == 0 else EXIT_FAILURE
+
+
+def _chat_demo(ctx: Context) -> int:
+    """The app as Alice in the demo cell, with colleagues who answer (see ``ui/chat_demo``)."""
+    from p2ptchap.ui.chat_demo import demo_cell  # noqa: PLC0415
+    from p2ptchap.ui.demo import DEMO_PASSPHRASE  # noqa: PLC0415
+    from p2ptchap.ui.tui.app import ChatApp  # noqa: PLC0415
+    from p2ptchap.ui.tui.session import ChatSession  # noqa: PLC0415
+
+    with demo_cell(ctx.tr, ctx.out) as alice:
+        session = ChatSession(Home(alice), ctx.tr, DEMO_PASSPHRASE)
+        result = asyncio.run(ChatApp(session, ctx.tr).run_async())
+    ctx.say("Demo over: its nodes are stopped and its folder deleted.")
     return result if result == 0 else EXIT_FAILURE
 
 
@@ -60,4 +77,12 @@ def add_commands(commands: Any, command: Any, tr: Translator) -> None:
         "--no-node",
         action="store_true",
         help=tr("do not start a node: only show what this home holds"),
+    )
+    sub.add_argument(
+        "--demo",
+        action="store_true",
+        help=tr(
+            "try the app as Alice in a demo crisis cell (temporary folder, colleagues "
+            "who answer); --home is not used"
+        ),
     )

@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 
 from p2ptchap.core.directory import RoomSummary
 from p2ptchap.core.errors import N_, UsageError
+from p2ptchap.core.files import Descriptor
 from p2ptchap.core.keys import AccountKey
 from p2ptchap.i18n import Translator
-from p2ptchap.rooms import Done, MemberInfo, Role, RoomInfo, Rooms, open_rooms
+from p2ptchap.rooms import Done, MemberInfo, Message, Role, RoomInfo, Rooms, open_rooms
 from p2ptchap.ui.context import Context, emit_json
 
 T = TypeVar("T")
@@ -289,16 +290,43 @@ _WAITING = {
 }
 
 
+def _file_json(descriptor: Descriptor) -> dict[str, object]:
+    """A file card, as ``files --json`` gives it (``download`` takes its root)."""
+    return {
+        "root": descriptor.root.hex(),
+        "name": descriptor.name,
+        "size": descriptor.size,
+        "mime": descriptor.mime,
+    }
+
+
 def cmd_room_read(ctx: Context, args: argparse.Namespace) -> int:
     rooms = _rooms(ctx, write=True)
     room = rooms.find(args.room)
     found = rooms.messages(room, limit=args.limit)
     names = {bytes(m.account): m.name for m in rooms.members(room, everyone=True)}
 
+    owners = {
+        device.device_key: names.get(bytes(account), "?")
+        for account in (m.account for m in rooms.members(room))
+        for device in rooms.directory.devices_of(account)
+    }
+    me = rooms.me.account.account_key
+
     def text(body: bytes | None, waiting: str | None) -> str:
         if body is not None:
             return body.decode("utf-8", errors="replace")
         return ctx.tr(_WAITING.get(waiting or "", _WAITING["no-key"]))
+
+    def delivery(m: Message) -> dict[str, object]:
+        found = rooms.delivery(room, m.id)
+        missing = {owners.get(d, "?") for d in found.expected if d not in found.received}
+        return {
+            "expected": len(found.expected),
+            "received": len(found.received),
+            "read": len(found.read),
+            "waiting_for": sorted(missing),
+        }
 
     if args.json:
         emit_json(
@@ -312,6 +340,10 @@ def cmd_room_read(ctx: Context, args: argparse.Namespace) -> int:
                     "text": m.body.decode("utf-8", errors="replace") if m.body else None,
                     "waiting": m.waiting,
                     "reply_to": m.reply_to.hex() if m.reply_to else None,
+                    "edited": m.edited,
+                    "reactions": {key: len(who) for key, who in m.reactions},
+                    "file": _file_json(m.file) if m.file else None,
+                    "delivery": delivery(m),
                     "exposed_to": [bytes(a).hex() for a in m.exposed_to],
                 }
                 for m in found
@@ -323,6 +355,13 @@ def cmd_room_read(ctx: Context, args: argparse.Namespace) -> int:
     for m in found:
         when = datetime.datetime.fromtimestamp(m.ts / 1000).strftime("%d/%m %H:%M")
         ctx.say("{when}  {name}: {text}", when=when, name=m.name, text=text(m.body, m.waiting))
+        if m.sender == me:
+            counts = delivery(m)
+            ctx.say(
+                N_("  ✓ received by {received}/{expected}"),
+                received=counts["received"],
+                expected=counts["expected"],
+            )
         if m.exposed_to:
             ctx.say(
                 N_("  ⚠ may have been readable by removed member(s): {names}"),

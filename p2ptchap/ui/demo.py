@@ -27,8 +27,8 @@ The nodes run with ``--no-mdns`` and are given Alice's address with
 in containers, whereas on a real network nodes find each other by mDNS.
 They meet the other nodes through Alice's (gossip).
 
-Delivery counts are read from Alice's node database through
-:meth:`p2ptchap.rooms.Rooms.delivery`, read-only: no command shows them yet.
+Delivery counts are those ``p2ptchap room read --json`` gives for each
+message (``delivery``: expected, received, read, waiting_for).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import re
 import shlex
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,10 +52,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Final, TextIO
 
-from p2ptchap.core.errors import N_, P2PTchapError
+from p2ptchap.core.errors import N_
 from p2ptchap.i18n import choose_language
-from p2ptchap.rooms import open_rooms
-from p2ptchap.store.home import Home
 
 #: As the CLI: 128 + SIGINT.
 EXIT_INTERRUPTED: Final = 130
@@ -471,29 +468,22 @@ class _Demo:
         return found
 
     def delivery(self, who: Person, room: str, event: str) -> tuple[int, int, list[str]]:
-        """(received, expected, names of the members still missing it), from ``who``'s database.
+        """(received, expected, names of the members still missing it), as ``who`` sees them.
 
-        No ``p2ptchap`` command shows delivery counts yet: this reads them
-        read-only with the library the commands use.
+        Read from ``room read --json``, which gives each message's delivery.
         """
-        try:
-            rooms = open_rooms(Home(self.root / who.home), None, time.time)
-        except P2PTchapError:
-            return 0, 0, []
-        try:
-            room_id, event_id = bytes.fromhex(room), bytes.fromhex(event)
-            found = rooms.delivery(room_id, event_id)
-            owner = {
-                device.device_key: member.name
-                for member in rooms.members(room_id)
-                for device in rooms.directory.devices_of(member.account)
-            }
-        except (P2PTchapError, ValueError, sqlite3.Error):  # not there yet: look again
-            return 0, 0, []
-        finally:
-            rooms.db.close()
-        missing = sorted({owner.get(d, "?") for d in found.expected if d not in found.received})
-        return len(found.received), len(found.expected), missing
+        for message in _dicts(self.quiet_json(who, "room", "read", room)):
+            if message.get("id") == event:
+                counts = message.get("delivery")
+                if not isinstance(counts, dict):
+                    break
+                missing = counts.get("waiting_for")
+                return (
+                    int(counts.get("received", 0)),
+                    int(counts.get("expected", 0)),
+                    [str(n) for n in missing] if isinstance(missing, list) else [],
+                )
+        return 0, 0, []
 
     def delivered(self, label: str, event: str, received: int) -> tuple[int, int]:
         """Wait until Alice's node counts ``received`` of the 3 other devices for ``event``.
