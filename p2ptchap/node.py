@@ -309,6 +309,8 @@ class Node:
             "directory": len(self.directory),
             "rooms": len(self.rooms.store.rooms()),
             "rejected": dict(self.peers.rejections),
+            # Connections refused by a quota or ended by the peer's fault, by reason.
+            "network": dict(sorted(self.peers.counters.items())),
             "sync": self.replicator.health(),
             "files": self.exchange.health(),
             # Messages whose key has not come yet (the node asks their senders).

@@ -51,6 +51,18 @@ class HandshakeTimeout(ConnectionFailed):
     default_message = N_("The other device did not complete the secure handshake in time.")
 
 
+class PeerSilent(ConnectionFailed):
+    """The peer sent nothing, not even a heartbeat answer, within the idle timeout."""
+
+    default_message = N_("The other device stopped answering.")
+
+
+class PeerNotReading(ConnectionFailed):
+    """The peer stopped reading: a write did not complete within the idle timeout."""
+
+    default_message = N_("The other device stopped reading what we send.")
+
+
 class ConnectionClosed(LocalError):
     """The connection is closed; nothing more can be sent or received."""
 
@@ -139,7 +151,7 @@ class SecureConnection:
                     with trio.move_on_at(deadline) as scope:
                         await self._read()
                     if scope.cancelled_caught:
-                        raise ConnectionFailed("peer silent past the idle timeout")
+                        raise PeerSilent("peer silent past the idle timeout")
         except ConnectionTruncated as exc:
             await self._abort()
             raise ConnectionFailed(str(exc)) from exc
@@ -201,7 +213,7 @@ class SecureConnection:
             with trio.fail_after(self.timeouts.idle):
                 await self.stream.send_all(data)
         except trio.TooSlowError:
-            raise ConnectionFailed("peer stopped reading") from None
+            raise PeerNotReading("peer stopped reading") from None
         except trio.ClosedResourceError:
             raise ConnectionClosed("closed while writing") from None
         except (trio.BrokenResourceError, OSError) as exc:

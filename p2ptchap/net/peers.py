@@ -24,10 +24,25 @@ Rules, each chosen so that both ends decide the same thing without talking:
 
 Everything a peer sends is untrusted: malformed messages close its
 connection; gossip cannot make us dial more than ``max_addresses`` places.
+
+**Quotas.**  Strangers hold at most ``max_handshakes`` handshakes in
+progress (``max_handshakes_per_host`` per address); when all are taken, a
+newcomer evicts the oldest, so connections that dribble their handshake
+(slowloris) cannot lock certified devices out — an honest handshake takes
+milliseconds, a slot-holder seconds.  Authenticated connections are capped
+in all (``max_peers``), per address (``max_peers_per_host``) and per
+account (``max_peers_per_account``): an account signs its own device
+certificates, so only the last bounds what one insider can open.  Each
+connection costs at most its channel's buffers and the applications' own
+per-peer queues; these caps bound how many there are.  Every connection
+that ends badly is counted by reason (:attr:`PeerManager.counters`), and
+the log lines about single connections are rate-limited, so a peer that
+reconnects in a loop can fill neither memory nor the log.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import ipaddress
@@ -41,12 +56,31 @@ from typing import Literal, Protocol
 import trio
 
 from p2ptchap.core import codec, peerwire
-from p2ptchap.core.channel import ChannelConfig, PeerRejected, SecureChannel, Verifier
+from p2ptchap.core.channel import (
+    ChannelConfig,
+    PeerRejected,
+    ProtocolViolation,
+    SecureChannel,
+    Verifier,
+)
 from p2ptchap.core.errors import N_, DecodeError, RemoteError
 from p2ptchap.core.identity import VerifiedDevice
 from p2ptchap.core.keys import DeviceKey, Rng
-from p2ptchap.core.noise import HandshakeError, X25519KeyPair
-from p2ptchap.net.connection import ConnectionClosed, ConnectionFailed, SecureConnection, Timeouts
+from p2ptchap.core.noise import (
+    DecryptionError,
+    HandshakeError,
+    MalformedNoiseMessage,
+    X25519KeyPair,
+)
+from p2ptchap.net.connection import (
+    ConnectionClosed,
+    ConnectionFailed,
+    HandshakeTimeout,
+    PeerNotReading,
+    PeerSilent,
+    SecureConnection,
+    Timeouts,
+)
 
 log = logging.getLogger("p2ptchap.peers")
 
@@ -106,6 +140,15 @@ class PeerSettings:
     #: Incoming connections still in their handshake, in all and per address.
     max_handshakes: int = 32
     max_handshakes_per_host: int = 4
+    #: Authenticated connections at once: in all, with one IP address, and
+    #: with the devices of one account (see the module documentation).
+    max_peers: int = 256
+    max_peers_per_host: int = 16
+    max_peers_per_account: int = 8
+    #: Log lines about single connections (refusals, failures, ends): per
+    #: second, and burst; the others are only counted.
+    log_rate: float = 2.0
+    log_burst: float = 50.0
     channel: ChannelConfig = dataclasses.field(default_factory=ChannelConfig)
 
 
@@ -162,6 +205,50 @@ class Peer:
         }
 
 
+class _LogBudget:
+    """A token bucket for log lines: ``allow()`` says whether one more may be written."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._refilled = -math.inf
+
+    def allow(self) -> bool:
+        now = trio.current_time()
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class HandshakeEvicted(ConnectionFailed):
+    """An incoming handshake made room for a newer one (all slots were taken)."""
+
+
+#: Why a connection ended badly, most specific first: (exception types, counter).
+_FAILURES: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    ((HandshakeTimeout,), "handshake-timeout"),
+    ((HandshakeEvicted,), "evicted:handshake"),
+    ((HandshakeError,), "handshake-failed"),
+    ((ProtocolViolation, MalformedNoiseMessage, DecryptionError), "protocol-violation"),
+    ((DecodeError,), "malformed-message"),
+    ((PeerSilent,), "peer-silent"),
+    ((PeerNotReading,), "peer-not-reading"),
+    ((trio.TooSlowError,), "no-hello"),
+)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The counter a connection's bad end is filed under."""
+    for types, reason in _FAILURES:
+        if isinstance(exc, types):
+            return reason
+    return "connection-lost"
+
+
 class PeerManager:
     """Keeps connections to every reachable certified device (see module docs)."""
 
@@ -189,8 +276,12 @@ class PeerManager:
         self.listen_port: int | None = None
         #: Counters for the network-health view: rejected handshakes by reason.
         self.rejections: dict[str, int] = {}
-        self._handshakes = trio.CapacityLimiter(settings.max_handshakes)
+        #: Connections that ended badly or were refused, by reason (``status``).
+        self.counters: collections.Counter[str] = collections.Counter()
+        #: Incoming handshakes in progress, oldest first (the value: its host).
+        self._in_handshake: dict[trio.CancelScope, str] = {}
         self._handshakes_by_host: dict[str, int] = {}
+        self._log_budget = _LogBudget(settings.log_rate, settings.log_burst)
         self._announce_wanted = trio.Event()
 
     # --- public -----------------------------------------------------------------
@@ -288,14 +379,17 @@ class PeerManager:
             await trio.aclose_forcefully(stream)  # reset before we looked: nothing to do
             return
         # Bound what unauthenticated strangers can hold: handshakes in progress,
-        # in all and per address. Beyond that the connection is simply closed.
-        if (
-            self._handshakes.available_tokens == 0
-            or self._handshakes_by_host.get(host, 0) >= self.settings.max_handshakes_per_host
-        ):
-            log.debug("too many handshakes in progress; dropping %s:%d", host, port)
+        # per address (beyond, the newcomer is closed at once) and in all
+        # (beyond, the oldest makes room: see the module documentation).
+        if self._handshakes_by_host.get(host, 0) >= self.settings.max_handshakes_per_host:
+            self.counters["over-quota:handshakes-per-host"] += 1
+            log.debug("too many handshakes in progress from %s; dropping :%d", host, port)
             await trio.aclose_forcefully(stream)
             return
+        if len(self._in_handshake) >= self.settings.max_handshakes:
+            oldest = next(iter(self._in_handshake))
+            del self._in_handshake[oldest]
+            oldest.cancel()  # counted when it ends (HandshakeEvicted)
         connection = SecureConnection(
             stream, self._channel(initiator=False), timeouts=self.settings.timeouts
         )
@@ -384,20 +478,10 @@ class PeerManager:
         state: _AddressState | None = None,
     ) -> bool:
         """Handshake, then run the connection until it ends; return whether it was established."""
-        try:
-            verified, hello = await self._authenticate(connection, address[0], we_initiated)
-        except PeerRejected as exc:
-            self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
-            log.warning(N_("refused %s:%d: %s (%s)"), *address, exc.reason.value, exc.detail)
+        authenticated = await self._authenticate_logged(connection, address, we_initiated)
+        if authenticated is None:
             return False
-        except (RemoteError, ConnectionFailed, ConnectionClosed, trio.TooSlowError) as exc:
-            reason = (
-                N_("handshake failed (wrong network key?)")
-                if isinstance(exc, HandshakeError)
-                else str(exc)
-            )
-            log.info(N_("no secure connection with %s:%d: %s"), *address, reason)
-            return False
+        verified, hello = authenticated
         if verified.device.device_key == self.me.device_key:
             # We dialled ourselves (our own address came back by gossip).
             if state is not None:
@@ -406,6 +490,8 @@ class PeerManager:
             await connection.aclose()
             return True
         if hello is None:
+            return False
+        if not await self._within_quotas(connection, verified, address):
             return False
         if state is not None:
             state.failures = 0
@@ -423,7 +509,8 @@ class PeerManager:
         if not self._register(peer):
             await connection.aclose()
             return True
-        log.info(
+        self._log(
+            logging.INFO,
             N_("connected to %s <%s> (device %s) at %s:%d via %s"),
             verified.account.display_name,
             verified.account.email,
@@ -440,10 +527,37 @@ class PeerManager:
                 self.application.disconnected(peer)
             if self._peers.get(peer.device_key) is peer:
                 del self._peers[peer.device_key]
-                log.info(N_("lost %s <%s>"), verified.account.display_name, verified.account.email)
+                self._log(
+                    logging.INFO,
+                    N_("lost %s <%s>"),
+                    verified.account.display_name,
+                    verified.account.email,
+                )
                 self._announce()
             self._wake_dialer.set()
         return True
+
+    async def _authenticate_logged(
+        self, connection: SecureConnection, address: Address, we_initiated: bool
+    ) -> tuple[VerifiedDevice, peerwire.Hello | None] | None:
+        """:meth:`_authenticate`; on failure count it, log it, close the socket, return None."""
+        try:
+            return await self._authenticate(connection, address[0], we_initiated)
+        except PeerRejected as exc:
+            self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
+            reason = exc.reason.value
+            self._log(logging.WARNING, N_("refused %s:%d: %s (%s)"), *address, reason, exc.detail)
+        except (RemoteError, ConnectionFailed, ConnectionClosed, trio.TooSlowError) as exc:
+            self.counters[failure_reason(exc)] += 1
+            reason = (
+                N_("handshake failed (wrong network key?)")
+                if isinstance(exc, HandshakeError)
+                else str(exc)
+            )
+            self._log(logging.INFO, N_("no secure connection with %s:%d: %s"), *address, reason)
+        # Whatever step failed (or was evicted), the socket goes now.
+        await trio.aclose_forcefully(connection.stream)
+        return None
 
     async def _authenticate(
         self, connection: SecureConnection, host: str, we_initiated: bool
@@ -458,10 +572,15 @@ class PeerManager:
         if we_initiated:
             return await self._authenticate_unlimited(connection)
         self._handshakes_by_host[host] = self._handshakes_by_host.get(host, 0) + 1
+        slot = trio.CancelScope()
+        self._in_handshake[slot] = host
         try:
-            async with self._handshakes:
+            with slot:
                 return await self._authenticate_unlimited(connection)
+            # Only an eviction cancels this scope (see _accept).
+            raise HandshakeEvicted("evicted: too many handshakes in progress")
         finally:
+            self._in_handshake.pop(slot, None)
             self._handshakes_by_host[host] -= 1
             if not self._handshakes_by_host[host]:
                 del self._handshakes_by_host[host]
@@ -481,6 +600,49 @@ class PeerManager:
         if not isinstance(message, peerwire.Hello):
             raise DecodeError("first message is not a hello")
         return verified, message
+
+    async def _within_quotas(
+        self, connection: SecureConnection, verified: VerifiedDevice, address: Address
+    ) -> bool:
+        """Whether the new connection fits the quotas; if not, it is closed and counted."""
+        refusal = self._over_quota(verified, address[0])
+        if refusal is None:
+            return True
+        self.counters[refusal] += 1
+        self._log(
+            logging.WARNING,
+            N_("refused %s <%s> at %s:%d: too many connections (%s)"),
+            verified.account.display_name,
+            verified.account.email,
+            *address,
+            refusal,
+        )
+        await connection.aclose()
+        return False
+
+    def _over_quota(self, verified: VerifiedDevice, host: str) -> str | None:
+        """The quota a new connection of ``verified`` from ``host`` would exceed, if any.
+
+        A connection that would replace one of the same device does not
+        count twice (the de-duplication rule keeps one of them).
+        """
+        device, account = verified.device.device_key, verified.account.account_key
+        others = [p for p in self._peers.values() if p.device_key != device]
+        if len(others) >= self.settings.max_peers:
+            return "over-quota:peers"
+        if sum(p.address[0] == host for p in others) >= self.settings.max_peers_per_host:
+            return "over-quota:peers-per-host"
+        same_account = sum(p.verified.account.account_key == account for p in others)
+        if same_account >= self.settings.max_peers_per_account:
+            return "over-quota:peers-per-account"
+        return None
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """Log a line about one connection, within the budget (else only count it)."""
+        if self._log_budget.allow():
+            log.log(level, message, *args)
+        else:
+            self.counters["log-lines-suppressed"] += 1
 
     def _register(self, peer: Peer) -> bool:
         """Keep ``peer`` unless a better connection to the same device exists."""
@@ -518,7 +680,13 @@ class PeerManager:
             except ConnectionClosed:
                 pass  # we closed it ourselves (duplicate, revoked, shutting down)
             except (RemoteError, ConnectionFailed, DecodeError) as exc:
-                log.info(N_("connection to %s ended: %s"), peer.verified.account.email, exc)
+                self.counters[failure_reason(exc)] += 1
+                self._log(
+                    logging.INFO,
+                    N_("connection to %s ended: %s"),
+                    peer.verified.account.email,
+                    exc,
+                )
                 await connection.aclose()
             nursery.cancel_scope.cancel()
 
