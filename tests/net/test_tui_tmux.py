@@ -18,8 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from p2ptchap.i18n import Translator
+from p2ptchap.ui import colleagues
 from tests.net.cell import cli_env, make_cell
 from tests.net.test_node_processes import Nodes
+
+TR = Translator("en")
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"
@@ -44,11 +48,13 @@ class Terminals:
         )
         return done.stdout
 
-    def open(self, name: str) -> None:
+    def open(self, name: str, *args: str) -> None:
+        """``p2ptchap ARGS`` (by default ``--home NAME chat``) in a new session ``name``."""
         env = cli_env()
         exports = " ".join(f"{k}='{v}'" for k, v in env.items() if k.startswith("P2PTCHAP_"))
-        command = f"cd {self.root} && env {exports} {sys.executable} -m p2ptchap --home {name} chat"
-        self.tmux("new-session", "-d", "-s", name, "-x", "130", "-y", "36", command + "; sleep 60")
+        command = " ".join(args or ("--home", name, "chat"))
+        line = f"cd {self.root} && env {exports} {sys.executable} -m p2ptchap {command}"
+        self.tmux("new-session", "-d", "-s", name, "-x", "130", "-y", "36", line + "; sleep 60")
 
     def keys(self, name: str, *keys: str) -> None:
         self.tmux("send-keys", "-t", name, *keys)
@@ -132,3 +138,19 @@ def _file_number(screen: str) -> str:
         if "bilan.txt" in line and "/save" in line:
             return line.rsplit("/save", 1)[1].split()[0]
     raise AssertionError(screen)
+
+
+def test_the_app_in_demo_mode_with_colleagues_who_answer(terminals: Terminals) -> None:
+    terminals.open("demo", "chat", "--demo")
+    # The cell is prepared (about half a minute here), then Bruno invites Alice.
+    terminals.wait("demo", lambda s: "✉ Cellule de crise" in s, 180)
+    terminals.type("demo", "/join Cellule de crise")
+    terminals.wait("demo", lambda s: "Welcome Alice!" in s, 60)
+    shown = terminals.screen("demo")
+    assert "[external]" in shown  # Éric of the Red Cross, who spoke before Alice came
+    terminals.type("demo", "@Claire la D1 est-elle rouverte ?")
+    answers = [TR(a) for a in colleagues.ANSWERS]
+    shown = terminals.wait("demo", lambda s: any(a[:40] in s for a in answers), 60)
+    assert "in reply to Alice" in shown
+    terminals.keys("demo", "C-q")
+    terminals.wait("demo", lambda s: "Demo over" in s, 30)
