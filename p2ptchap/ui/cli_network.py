@@ -27,6 +27,7 @@ from p2ptchap.core.pairing import DEFAULT_PORT as PAIRING_PORT
 from p2ptchap.files import FileSettings
 from p2ptchap.i18n import Translator
 from p2ptchap.net import pairing as pairing_net
+from p2ptchap.net.peers import PeerSettings
 from p2ptchap.node import (
     DEFAULT_PORT,
     Node,
@@ -69,8 +70,18 @@ def _node_config(ctx: Context, args: argparse.Namespace) -> NodeConfig:
             "read_receipts",
             user_message=N_("In config.toml, [rooms] read_receipts must be true or false."),
         )
+    per_address = file.get("max_peers_per_address", PeerSettings().max_peers_per_host)
+    if not isinstance(per_address, int) or isinstance(per_address, bool) or per_address < 1:
+        raise UsageError(
+            "max_peers_per_address",
+            user_message=N_(
+                "In config.toml, [network] max_peers_per_address must be a whole number of 1 "
+                "or more."
+            ),
+        )
     return NodeConfig(
         port=port,
+        settings=PeerSettings(max_peers_per_host=per_address),
         interface=check_interface(str(interface)) if interface else None,
         peers=tuple(peers),
         mdns=not args.no_mdns and bool(file.get("mdns", True)),

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from p2ptchap.core.errors import UsageError
+from p2ptchap.core.errors import N_, UsageError
 from p2ptchap.i18n import Translator
 from p2ptchap.store.home import Home
 
@@ -33,10 +33,28 @@ class Context:
         print(self.tr(template).format(**values), file=self.out)
 
     def passphrase(self, *, confirm: bool = False) -> str:
-        """From ``$P2PTCHAP_PASSPHRASE``, else asked on the terminal."""
+        """From ``$P2PTCHAP_PASSPHRASE``, or the file ``$P2PTCHAP_PASSPHRASE_FILE``, or asked.
+
+        The file suits a service (a relay node started by systemd, which
+        hands it over as a credential): unlike the environment, it is not
+        copied into every child process.  Its first line is the passphrase.
+        """
         value = os.environ.get("P2PTCHAP_PASSPHRASE")
         if value is not None:
             return value
+        path = os.environ.get("P2PTCHAP_PASSPHRASE_FILE")
+        if path:
+            try:
+                with open(path, encoding="utf-8") as file:
+                    return file.readline().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(
+                    str(exc),
+                    user_message=N_(
+                        "The passphrase file {path} could not be read (P2PTCHAP_PASSPHRASE_FILE)."
+                    ),
+                    path=path,
+                ) from exc
         if not sys.stdin.isatty():
             raise UsageError(
                 "no passphrase",

@@ -9,21 +9,27 @@ from pathlib import Path
 
 
 def run_p2ptchap(
-    cwd: Path, *args: str, passphrase: str | None, lang: str = "en", timeout: float = 120
+    cwd: Path,
+    *args: str,
+    passphrase: str | None,
+    lang: str = "en",
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m p2ptchap ARGS`` in ``cwd`` with a clean environment.
 
     No inherited ``P2PTCHAP_*`` or locale variables; ``lang`` chosen; the
-    passphrase in ``$P2PTCHAP_PASSPHRASE`` unless ``None``; no terminal.
+    passphrase in ``$P2PTCHAP_PASSPHRASE`` unless ``None``; ``env`` added; no terminal.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("P2PTCHAP_", "LC_", "LANG"))}
-    env["P2PTCHAP_LANG"] = lang
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("P2PTCHAP_", "LC_", "LANG"))}
+    clean["P2PTCHAP_LANG"] = lang
     if passphrase is not None:
-        env["P2PTCHAP_PASSPHRASE"] = passphrase
+        clean["P2PTCHAP_PASSPHRASE"] = passphrase
+    clean.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "p2ptchap", *args],
         cwd=cwd,
-        env=env,
+        env=clean,
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

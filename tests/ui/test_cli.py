@@ -16,9 +16,13 @@ PASSPHRASE = "correct horse battery staple"
 
 
 def run(
-    tmp: Path, *args: str, passphrase: str | None = PASSPHRASE, lang: str = "en"
+    tmp: Path,
+    *args: str,
+    passphrase: str | None = PASSPHRASE,
+    lang: str = "en",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return run_p2ptchap(tmp, *args, passphrase=passphrase, lang=lang)
+    return run_p2ptchap(tmp, *args, passphrase=passphrase, lang=lang, env=env)
 
 
 def assert_one_sentence_error(done: subprocess.CompletedProcess[str], code: int) -> str:
@@ -83,6 +87,33 @@ def test_wrong_passphrase_in_french_by_default(cell: Path) -> None:
     done = run(cell, "--home", "alice", "device", "add", "--name", "x", passphrase="wrong", lang="")
     line = assert_one_sentence_error(done, 1)
     assert "phrase de passe" in line.lower()
+
+
+def test_passphrase_from_a_file_for_services(cell: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    env = {"P2PTCHAP_PASSPHRASE_FILE": str(secret)}
+    done = run(
+        cell,
+        "--home",
+        "alice",
+        "device",
+        "add",
+        "--name",
+        "t",
+        "--out",
+        "t.dev",
+        passphrase=None,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    secret.write_text("wrong\n")
+    done = run(cell, "--home", "alice", "device", "add", "--name", "u", passphrase=None, env=env)
+    assert "Wrong passphrase" in assert_one_sentence_error(done, 1)
+    env = {"P2PTCHAP_PASSPHRASE_FILE": str(tmp_path / "missing")}
+    done = run(cell, "--home", "alice", "device", "add", "--name", "u", passphrase=None, env=env)
+    line = assert_one_sentence_error(done, 2)
+    assert "passphrase file" in line and "missing" in line
 
 
 def test_no_passphrase_and_no_terminal(cell: Path) -> None:
@@ -276,3 +307,14 @@ def test_init_with_pinned_trust_fingerprints(cell: Path) -> None:
     accepted = init_gil(authority)
     assert accepted.returncode == 0, accepted.stderr
     assert f"Trusted authority 'Préfecture' (*.gouv.fr): {authority}" in accepted.stdout
+
+
+def test_a_wrong_peer_quota_in_the_config_is_one_sentence(cell: Path) -> None:
+    config = cell / "alice" / "config.toml"
+    config.write_text('[network]\nmax_peers_per_address = "many"\n')
+    try:
+        done = run(cell, "--home", "alice", "up", "--port", "0", "--no-mdns")
+    finally:
+        config.unlink()
+    line = assert_one_sentence_error(done, 2)
+    assert "max_peers_per_address" in line
