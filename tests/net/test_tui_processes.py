@@ -257,3 +257,59 @@ def test_french_by_default_and_a_wrong_passphrase_is_one_sentence(cell: Path) ->
             return await app.run_async()
 
     assert asyncio.run(wrong()) == 1
+
+
+PAGE_UP = "\x1b[5~"
+PAGE_DOWN = "\x1b[6~"
+ARROW_UP = "\x1b[A"
+CTRL_P = "\x10"
+ESCAPE = "\x1b"
+TAB = "\t"
+
+
+def test_keys_switch_rooms_scroll_recall_complete_and_close(cell: Path) -> None:
+    async def scenario(d: Driver) -> None:
+        s = d.session
+        def shown(name: str) -> bool:
+            return s.snapshot.room is not None and s.snapshot.room.name == name
+
+        await d.type("/create Alpha" + ENTER, lambda: shown("Alpha"))
+        alpha = s.current
+        await d.type("/create Beta" + ENTER, lambda: shown("Beta"))
+        beta = s.current
+        # The rooms list is by name: Ctrl-P goes up to Alpha, Ctrl-N back to Beta.
+        await d.type(CTRL_P, lambda: s.current == alpha)
+        await d.type(CTRL_N, lambda: s.current == beta)
+        await d.type(CTRL_N, lambda: s.current != beta)  # and round the list
+        await d.type(CTRL_P, lambda: s.current == beta)
+
+        for n in range(1, 31):
+            await d.type(f"ligne {n}" + ENTER, lambda n=n: len(s.snapshot.timeline) == n)
+        bottom = d.app._timeline_cursor().y
+        await d.type(PAGE_UP, lambda: d.app.scroll == 10)
+        assert d.app._timeline_cursor().y == bottom - 10
+        await d.type(PAGE_UP, lambda: d.app.scroll == 20)
+        await d.type(PAGE_DOWN, lambda: d.app.scroll == 10)
+        await d.type(PAGE_DOWN + PAGE_DOWN, lambda: d.app.scroll == 0)
+        assert d.app._timeline_cursor().y == bottom
+
+        # ↑ recalls what was sent; the recalled line is not sent again by itself.
+        await d.type(ARROW_UP, lambda: d.app.composer.buffer.text == "ligne 30")
+        d.app.composer.buffer.reset()
+
+        # Tab completes a /command.
+        composer = d.app.composer.buffer
+        await d.type("/hel" + TAB, lambda: composer.text == "/help")
+        composer.reset()
+        # …room names after /go, and @names of the room's people.
+        await d.type("/go Alp" + TAB, lambda: composer.text == "/go Alpha")
+        composer.reset()
+        await d.type("merci @ali" + TAB, lambda: composer.text == "merci @Alice")
+        composer.reset()
+
+        # A listing opens over the timeline; Escape closes it.
+        await d.type("/help" + ENTER, lambda: s.shown is not None)
+        await d.type(ESCAPE, lambda: s.shown is None, timeout=5)
+        assert len(s.snapshot.timeline) == 30
+
+    drive(cell, scenario)

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 from prompt_toolkit.application import Application
-from prompt_toolkit.completion import Completer, Completion, WordCompleter
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, WordCompleter
 from prompt_toolkit.data_structures import Point
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -87,15 +87,15 @@ class CommandCompleter(Completer):
         text = document.text_before_cursor
         word = document.get_word_before_cursor(WORD=True)
         if text.startswith("/") and " " not in text:
-            yield from WordCompleter([f"/{n}" for n in commands.names()]).get_completions(
-                document, complete_event
-            )
+            yield from WordCompleter(
+                [f"/{n}" for n in commands.names()], WORD=True
+            ).get_completions(document, complete_event)
             return
         if word.startswith("@"):
             names = {i.sender for i in self.session.snapshot.timeline}
             for name in sorted(names):
                 if name.casefold().startswith(word[1:].casefold()):
-                    yield Completion(name, start_position=-len(word))
+                    yield Completion("@" + name, start_position=-len(word), display=name)
             return
         if text.startswith(("/go ", "/aller ", "/join ", "/rejoindre ")):
             typed = text.split(" ", 1)[1]
@@ -123,13 +123,14 @@ class ChatApp:
         self.node_started = False
         self.token: trio.lowlevel.TrioToken | None = None
         self.nursery: trio.Nursery | None = None
+        self.completer = CommandCompleter(session)
         self.composer = TextArea(
             height=Dimension(min=1, max=6),
             dont_extend_height=True,
             multiline=True,
             wrap_lines=True,
             history=InMemoryHistory(),
-            completer=CommandCompleter(session),
+            completer=self.completer,
             complete_while_typing=True,
             prompt=[("class:prompt", "› ")],
             style="class:composer",
@@ -202,6 +203,29 @@ class ChatApp:
             self.scroll = 0
             self.session.shown = None
             self.spawn(self._submit, text)
+
+        @keys.add("tab")
+        def _complete(event: KeyPressEvent) -> None:
+            buffer = self.composer.buffer
+            if buffer.complete_state is not None and buffer.complete_state.completions:
+                buffer.complete_next()
+                return
+            # Typed before the menu came (completions are computed while typing,
+            # in the background): complete now, as a shell does — the only
+            # candidate, else what all candidates share, and show the menu.
+            found = list(
+                self.completer.get_completions(
+                    buffer.document, CompleteEvent(completion_requested=True)
+                )
+            )
+            if len(found) == 1:
+                buffer.apply_completion(found[0])
+            elif found:
+                typed = -found[0].start_position
+                shared = os.path.commonprefix([c.text for c in found])  # noqa: RUF071 - text
+                if len(shared) > typed:
+                    buffer.insert_text(shared[typed:])
+                buffer.start_completion()
 
         @keys.add("escape", "enter")
         def _newline(event: KeyPressEvent) -> None:
