@@ -54,7 +54,14 @@ import trio
 from p2ptchap.core import codec, sync
 from p2ptchap.core.authority import TrustStore
 from p2ptchap.core.errors import N_, DecodeError, P2PTchapError, RemoteError, StorageError
-from p2ptchap.core.events import Event, EventType, Membership, event_id
+from p2ptchap.core.events import (
+    Event,
+    EventType,
+    InvalidEvent,
+    Membership,
+    event_id,
+    parse_event,
+)
 from p2ptchap.core.identity import Kind, parse_device_certificate
 from p2ptchap.core.revocation import RevocationSet
 from p2ptchap.core.room import Rejection
@@ -706,6 +713,10 @@ class Replicator:
             if not self._take_tokens(peer, len(message.events)):
                 self.counters["rate-limited"] += len(message.events)
                 return
+            kept = self._from_stranger(peer, room, message.events)
+            if not kept:
+                return
+            message = dataclasses.replace(message, events=kept)
         elif not known and not self._starts_room(room, message.events):
             # A room we did not hold is kept only from its create event on.
             self.counters["unknown-room-without-create"] += 1
@@ -721,6 +732,39 @@ class Replicator:
                 peer.stalled[room] = _fingerprint(theirs)
             self._ask(peer, room)
             self._join_if_wanted(room)
+
+    def _from_stranger(
+        self, peer: _Peer, room: bytes, raws: tuple[bytes, ...]
+    ) -> tuple[bytes, ...]:
+        """What of a push we keep: all from a member, only its own membership from a stranger.
+
+        A certified device that is not in a private room, but knows its id
+        and heads, could otherwise push signed junk into it: stored (as
+        rejected), held in memory with the room, and relayed to every member.
+        A stranger's own membership events are still taken (it may have
+        joined through an invitation we have not seen yet: what it joined
+        with is then asked for by id, and the rest follows once it is a
+        member).
+        """
+        granted, _ = self._access(peer, room)
+        if granted not in (Access.NONE, Access.OWN):
+            return raws
+        account = peer.verified.account.account_key
+        kept = []
+        for raw in raws:
+            try:
+                event = parse_event(raw)
+            except InvalidEvent:
+                continue
+            if (
+                event.type is EventType.MEMBER
+                and event.account == account
+                and event.state_key == bytes(account).hex()
+            ):
+                kept.append(raw)
+        if len(kept) < len(raws):
+            self.counters["push-from-stranger"] += len(raws) - len(kept)
+        return tuple(kept)
 
     @staticmethod
     def _starts_room(room: bytes, raws: tuple[bytes, ...]) -> bool:

@@ -328,7 +328,8 @@ async def test_events_of_made_up_devices_do_not_grow_the_vector_nor_spread(
             ).raw
             for m in strangers
         ]
-        link = cell.net._links[("mallory", "a")]
+        # Pushed by a member (a stranger's pushes are cut shorter: see below).
+        link = cell.net._links[("b", "a")]
         await link.send(sync.encode(sync.Events(room, tuple(junk), False)))
         await trio.sleep(3)
         assert a.replicator.counters["event-rejected:unknown-sender"] == 20
@@ -336,6 +337,45 @@ async def test_events_of_made_up_devices_do_not_grow_the_vector_nor_spread(
         assert len(vector.vector) == 2  # A's and B's devices only
         assert not any(b"junk" in s.data for s in cell.net.sent if s.target == "b")
         assert mallory is not None
+
+
+async def test_a_strangers_push_into_a_private_room_is_dropped_but_its_own_join(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cell.running():
+        a, b, mallory = await cell.add_many("a", "b", "mallory")
+        cell.net.mesh()
+        room = await _room_with(cell, a, b)
+        heads = a.rooms.store.live(room).heads()
+        depth = 1 + max(h.depth for h in heads)
+
+        def signed(kind: EventType, content: dict[codec.Key, codec.Value], key: str) -> bytes:
+            return make_event(
+                mallory.member.device_secret,
+                mallory.account.account_key,
+                kind,
+                content,
+                room=room,
+                seq=1,
+                prev_seq=None,
+                prev=[h.id for h in heads],
+                depth=depth,
+                ts=NOW * 1000,
+                state_key=key,
+            ).raw
+
+        junk = [signed(EventType.TOPIC, {"topic": f"junk {n}"}, "") for n in range(40)]
+        mine = bytes(mallory.account.account_key).hex()
+        own = signed(EventType.MEMBER, {"membership": "join"}, mine)
+        before = len(a.rooms.store.live(room).events)
+        link = cell.net._links[("mallory", "a")]
+        await link.send(sync.encode(sync.Events(room, (*junk, own), False)))
+        await trio.sleep(3)
+        assert a.replicator.counters["push-from-stranger"] == 40
+        # Its own (refused) join was looked at; none of the junk was kept.
+        assert len(a.rooms.store.live(room).events) <= before + 1
+        assert not any(b"junk " in s.data for s in cell.net.sent if s.target == "b")
+        assert a.rooms.state(room) == b.rooms.state(room)
 
 
 class _Broken:
