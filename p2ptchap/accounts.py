@@ -245,6 +245,7 @@ class DeviceSecrets:
     @classmethod
     def decode(cls, data: bytes) -> DeviceSecrets:
         body = codec.expect_map(codec.decode(data), "device secrets")
+        codec.only_keys(body, ("sign", "exchange"), "device secrets")  # exactly what encode writes
         return cls(
             DeviceSecret(codec.get_bytes(body, "sign", "device secrets", size=32)),
             ExchangeSecret(codec.get_bytes(body, "exchange", "device secrets", size=32)),

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-from typing import Final
+from typing import Final, TypeGuard
 
 import nacl.bindings
 import nacl.exceptions
@@ -203,9 +203,22 @@ class OutboundSession:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> OutboundSession:
+        """Read back :meth:`to_value`; raise :class:`DecodeError` for anything else.
+
+        Strict, although the value comes from our own sealed store: a value
+        that is not exactly what :meth:`to_value` writes is damage, and is
+        refused rather than partly read (a recipient dropped silently would
+        never be sent the key again).
+        """
         what = "outbound session"
         body = codec.expect_map(value, what)
-        recipients = codec.expect_map(codec.field(body, "recipients", what), what)
+        codec.only_keys(body, _OUTBOUND_FIELDS, what)
+        recipients: dict[bytes, bytes] = {}
+        stored = codec.expect_map(codec.field(body, "recipients", what), what)
+        for device, account in stored.items():
+            if not (_is_key(device) and _is_key(account)):
+                raise DecodeError(f"{what}: recipients map device keys to account keys")
+            recipients[device] = account
         return cls(
             codec.get_bytes(body, "room", what),
             codec.get_bytes(body, "session", what, size=SESSION_ID_SIZE),
@@ -213,8 +226,36 @@ class OutboundSession:
             Ratchet(0, codec.get_bytes(body, "first", what)),
             codec.get_int(body, "created", what),
             codec.get_text(body, "history", what),
-            {k: v for k, v in recipients.items() if isinstance(k, bytes) and isinstance(v, bytes)},
+            recipients,
         )
+
+
+_OUTBOUND_FIELDS: Final = (
+    "room",
+    "session",
+    "index",
+    "ratchet",
+    "first",
+    "created",
+    "history",
+    "recipients",
+)
+_INBOUND_FIELDS: Final = (
+    "room",
+    "owner",
+    "session",
+    "index",
+    "ratchet",
+    "skipped",
+    "used",
+    "from_owner",
+    "first_index",
+    "first",
+)
+
+
+def _is_key(value: object) -> TypeGuard[bytes]:
+    return isinstance(value, bytes) and len(value) == KEY_SIZE
 
 
 @dataclasses.dataclass(slots=True)
@@ -314,13 +355,18 @@ class InboundSession:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> InboundSession:
+        """Read back :meth:`to_value`; raise :class:`DecodeError` for anything else."""
         what = "inbound session"
         body = codec.expect_map(value, what)
+        codec.only_keys(body, _INBOUND_FIELDS, what)
         skipped = codec.expect_map(codec.field(body, "skipped", what), what)
-        used = codec.field(body, "used", what)
-        if not isinstance(used, list):
-            raise DecodeError("inbound session: used is a list")
+        used = codec.expect_list(codec.field(body, "used", what), what)
+        from_owner = codec.field(body, "from_owner", what)
+        if not isinstance(from_owner, bool):
+            raise DecodeError(f"{what}: from_owner is a boolean")
         first = None
+        if ("first" in body) != ("first_index" in body):
+            raise DecodeError(f"{what}: first and first_index go together")
         if "first" in body:
             first = Ratchet(
                 codec.get_int(body, "first_index", what), codec.get_bytes(body, "first", what)
@@ -330,20 +376,36 @@ class InboundSession:
             codec.get_bytes(body, "owner", what, size=KEY_SIZE),
             codec.get_bytes(body, "session", what, size=SESSION_ID_SIZE),
             Ratchet(codec.get_int(body, "index", what), codec.get_bytes(body, "ratchet", what)),
-            _checked(skipped, used),
-            set(used),  # type: ignore[arg-type]  # checked just above
+            _checked_skipped(skipped),
+            _checked_used(used),
             first,
-            codec.field(body, "from_owner", what) is True,
+            from_owner,
         )
 
 
-def _checked(skipped: dict[codec.Key, codec.Value], used: list[codec.Value]) -> dict[int, bytes]:
-    """The skipped keys of a stored session, after checking both collections' shape."""
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in used):
-        raise DecodeError("inbound session: used indices are integers")
+def _checked_used(used: list[codec.Value]) -> set[int]:
+    """The used indices of a stored session: integers in increasing order, as written."""
+    indices: list[int] = []
+    for index in used:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_INDEX:
+            raise DecodeError("inbound session: used indices are integers below 2^32 - 1")
+        if indices and index <= indices[-1]:
+            raise DecodeError("inbound session: used indices are sorted and distinct")
+        indices.append(index)
+    return set(indices)
+
+
+def _checked_skipped(skipped: dict[codec.Key, codec.Value]) -> dict[int, bytes]:
+    """The skipped keys of a stored session: at most a window of 56-byte keys."""
     keys: dict[int, bytes] = {}
     for index, key in skipped.items():
-        if not isinstance(index, int) or not isinstance(key, bytes) or len(key) != KEY_SIZE + 24:
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            or not 0 <= index < MAX_INDEX
+            or not isinstance(key, bytes)
+            or len(key) != KEY_SIZE + 24
+        ):
             raise DecodeError("inbound session: skipped keys are 56 bytes per index")
         keys[index] = key
     if len(keys) > WINDOW:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
@@ -265,6 +266,14 @@ def _ids(value: codec.Value, what: str, limit: int) -> tuple[bytes, ...]:
     return tuple(_id(item, what) for item in items)
 
 
+def _sorted_ids(value: codec.Value, what: str, limit: int) -> tuple[bytes, ...]:
+    """Ids that must come sorted and distinct, as a set is sent."""
+    found = _ids(value, what, limit)
+    if any(a >= b for a, b in itertools.pairwise(found)):
+        raise DecodeError(f"{what}: sorted and distinct")
+    return found
+
+
 def _uint(value: codec.Value, what: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise DecodeError(f"{what}: expected an integer ≥ {minimum}")
@@ -276,13 +285,16 @@ def decode_vector(value: codec.Value, what: str) -> VersionVector:
     if len(entries) > MAX_VECTOR:
         raise DecodeError(f"{what}: more than {MAX_VECTOR} devices")
     vector: VersionVector = {}
+    previous = b""
     for entry in entries:
         parts = codec.expect_list(entry, what)
         if len(parts) != 3:
             raise DecodeError(f"{what}: an entry is [device, seq, id]")
         device = _id(parts[0], what, KEY_SIZE)
-        if device in vector:
-            raise DecodeError(f"{what}: a device twice")
+        # Sorted by device, each once (protocol §13): one encoding per vector.
+        if device <= previous:
+            raise DecodeError(f"{what}: devices are sorted, each once")
+        previous = device
         vector[device] = (_uint(parts[1], what, 1), _id(parts[2], what))
     return vector
 
@@ -292,7 +304,7 @@ def _decode_vector_message(body: dict[codec.Key, codec.Value]) -> Vector:
     return Vector(
         _id(codec.field(body, "room", "vv"), "vv room"),
         decode_vector(codec.field(body, "vv", "vv"), "vv"),
-        _ids(codec.field(body, "heads", "vv"), "vv heads", MAX_PREV),
+        _sorted_ids(codec.field(body, "heads", "vv"), "vv heads", MAX_PREV),
         _id(codec.field(body, "rc", "vv"), "vv rc", 16),
     )
 
