@@ -270,6 +270,7 @@ TAB = "\t"
 def test_keys_switch_rooms_scroll_recall_complete_and_close(cell: Path) -> None:
     async def scenario(d: Driver) -> None:
         s = d.session
+
         def shown(name: str) -> bool:
             return s.snapshot.room is not None and s.snapshot.room.name == name
 
