@@ -24,33 +24,29 @@ Each figure is measured next to a reference taken in the same run:
   overhead amortised over a session's 100 messages in a room of 10 members
   with two devices each.
 
-Medians of repeated attempts (fewer with ``--quick``), garbage collection
-off while timing.  Nothing here is asserted on time.
+Medians of repeated attempts (fewer with ``--short``), garbage collection
+off while timing; CPU time (``time.process_time``), as the machine is
+shared.  Nothing here is asserted on time.
 
-Run:  .venv/bin/python bench/e2e.py [--quick]
+Run:  python bench/e2e.py [--short] [--members 500]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime
-import gc
-import os
-import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import nacl
 import nacl.bindings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import common
+from bench.common import Timing, timed
 from p2ptchap.core import codec
 from p2ptchap.core.errors import DecodeError
 from p2ptchap.core.events import (
@@ -73,7 +69,7 @@ from p2ptchap.core.roomkeys import (
     open_share,
     seal_share,
 )
-from p2ptchap.e2e import ROTATE_AFTER_MESSAGES, SHARE_BYTES_PER_EVENT, RoomCrypto
+from p2ptchap.e2e import ROTATE_AFTER_MESSAGES, RoomCrypto
 from p2ptchap.store.db import Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.keys import KeyStore, storage_key
@@ -83,57 +79,6 @@ ROOM = bytes(range(32))
 PLAINTEXT_SIZE = 200
 BODIES = (0, 20, 200, 2_000)
 SMALL_MEMBERS = 10  # the room of the amortised-overhead figure
-
-
-def progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-@dataclasses.dataclass
-class Timing:
-    """Median wall and CPU seconds of repeated attempts."""
-
-    wall: float
-    cpu: float
-    walls: list[float]
-
-
-def timed(run: Callable[[], object], attempts: int) -> Timing:
-    walls, cpus = [], []
-    for _ in range(attempts):
-        gc.collect()
-        gc.disable()
-        try:
-            cpu, wall = time.process_time(), time.perf_counter()
-            run()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        finally:
-            gc.enable()
-        walls.append(wall)
-        cpus.append(cpu)
-    return Timing(statistics.median(walls), statistics.median(cpus), walls)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:.1f} µs"
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms"
-
-
-def rate(count: int, seconds: float) -> str:
-    return f"{count / seconds:,.0f} /s".replace(",", " ")
 
 
 # --- 1. messages ------------------------------------------------------------------------------
@@ -146,7 +91,21 @@ class Sent:
     messages: list[tuple[int, bytes]]
 
 
-def bench_messages(count: int, attempts: int, seed: int) -> list[tuple[str, str, str, str]]:
+@dataclasses.dataclass
+class MessageTimings:
+    count: int
+    encrypt: Timing
+    raw_encrypt: Timing
+    decrypt: Timing
+    shuffled: Timing
+    raw_decrypt: Timing
+    advance: Timing
+    derive: Timing
+
+
+def bench_messages(
+    count: int, attempts: int, seed: int, progress: common.Progress
+) -> MessageTimings:
     rng = random.Random(seed)
     device = rng.randbytes(32)
     plaintexts = [rng.randbytes(PLAINTEXT_SIZE) for _ in range(count)]
@@ -212,41 +171,7 @@ def bench_messages(count: int, attempts: int, seed: int) -> list[tuple[str, str,
     adv = timed(advance, attempts)
     kdf = timed(derive, attempts)
 
-    def speed(t: Timing) -> str:  # CPU time: this machine is shared, wall time is noisier
-        return f"{rate(count, t.cpu)} ({us(t.cpu / count)})"
-
-    return [
-        (
-            f"encrypt, Megolm, {PLAINTEXT_SIZE}-byte plaintexts (new session every {per_session})",
-            speed(enc),
-            f"raw XChaCha20-Poly1305 encrypt {speed(raw_enc)}",
-            f"{raw_enc.cpu / enc.cpu:.2f}",
-        ),
-        (
-            "decrypt, in order",
-            speed(dec),
-            f"raw decrypt {speed(raw_dec)}",
-            f"{raw_dec.cpu / dec.cpu:.2f}",
-        ),
-        (
-            f"decrypt, random order within each session of {per_session}",
-            speed(shuffled),
-            f"in order {speed(dec)}",
-            f"{dec.cpu / shuffled.cpu:.2f}",
-        ),
-        (
-            "of which: ratchet step (`Ratchet.advance`, 1 HMAC-SHA-256 most times)",
-            speed(adv),
-            f"raw encrypt {speed(raw_enc)}",
-            f"{raw_enc.cpu / adv.cpu:.2f}",
-        ),
-        (
-            "of which: message key (`message_key`, HKDF-SHA-256, 3 HMACs)",
-            speed(kdf),
-            f"raw encrypt {speed(raw_enc)}",
-            f"{raw_enc.cpu / kdf.cpu:.2f}",
-        ),
-    ]
+    return MessageTimings(count, enc, raw_enc, dec, shuffled, raw_dec, adv, kdf)
 
 
 # --- 2. rotation ------------------------------------------------------------------------------
@@ -378,7 +303,7 @@ class Rotation:
     event_error: str
 
 
-def bench_rotation(cell: Cell, attempts: int, seed: int) -> Rotation:
+def bench_rotation(cell: Cell, attempts: int, seed: int, progress: common.Progress) -> Rotation:
     crypto = cell.crypto
     state = Members(cell.accounts)
     targets = crypto.recipients(state)
@@ -514,7 +439,7 @@ def bench_rotation(cell: Cell, attempts: int, seed: int) -> Rotation:
 
 
 def bench_small_room(
-    big: Cell, small: Cell, attempts: int, seed: int
+    big: Cell, small: Cell, attempts: int, seed: int, progress: common.Progress
 ) -> tuple[Timing, Timing, int]:
     """A rotation in a room of SMALL_MEMBERS members, with a small and with a big directory."""
     session_rng = make_rng(seed + 5)
@@ -598,151 +523,246 @@ def bench_bytes(cell: Cell, seed: int) -> tuple[list[tuple[int, int, int | None,
     return rows, amortised
 
 
-# --- report -----------------------------------------------------------------------------------
+# --- the section -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    messages: int  # encrypted and decrypted
+    attempts: int  # per figure (median)
+    members: int  # of the big room (two devices each)
+    seed: int = 7
+
+
+FULL = Params(messages=20_000, attempts=5, members=500)
+SHORT = Params(messages=2_000, attempts=1, members=50)
+
+
+def _message_rows(section: common.Section, t: MessageTimings) -> None:
+    n = t.count
+    section.add(
+        "encrypt",
+        f"encrypt, Megolm, {PLAINTEXT_SIZE}-byte plaintexts (new session every "
+        f"{ROTATE_AFTER_MESSAGES})",
+        n / t.encrypt.cpu,
+        "/s",
+        n / t.raw_encrypt.cpu,
+        "raw XChaCha20-Poly1305 encrypt",
+    )
+    section.add(
+        "decrypt",
+        "decrypt, in order",
+        n / t.decrypt.cpu,
+        "/s",
+        n / t.raw_decrypt.cpu,
+        "raw XChaCha20-Poly1305 decrypt",
+    )
+    section.add(
+        "decrypt_shuffled",
+        f"decrypt, random order within each session of {ROTATE_AFTER_MESSAGES}",
+        n / t.shuffled.cpu,
+        "/s",
+        n / t.decrypt.cpu,
+        "in order",
+    )
+    raw = t.raw_encrypt.cpu / n * 1e6
+    section.add(
+        "ratchet_step",
+        "of which: one ratchet step (`Ratchet.advance`, one HMAC-SHA-256 most times)",
+        t.advance.cpu / n * 1e6,
+        "µs",
+        raw,
+        "raw encrypt",
+    )
+    section.add(
+        "message_key",
+        "of which: message key (`message_key`, HKDF-SHA-256: three HMACs)",
+        t.derive.cpu / n * 1e6,
+        "µs",
+        raw,
+        "raw encrypt",
+    )
+
+
+def _rotation_rows(
+    section: common.Section,
+    rotation: Rotation,
+    references: dict[str, float],
+    small: tuple[Timing, Timing, int],
+    small_devices: int,
+) -> None:
+    n = rotation.shares
+    dh = references["x25519"]
+    floor = f"{n} × X25519"
+
+    def cpu_ms(key: str, label: str, t: Timing) -> None:
+        section.add(key, label, t.cpu * 1000, "ms", dh * n * 1000, floor)
+
+    section.add(
+        "rotation",
+        f"room-key rotation to {n + 1} devices: recipients + session + {n} shares, CPU",
+        (rotation.listing.cpu + rotation.full.cpu) * 1000,
+        "ms",
+        dh * n * 1000,
+        floor,
+    )
+    section.add(
+        "rotation.wall",
+        "… the same, wall time (session + shares)",
+        rotation.full.wall * 1000,
+        "ms",
+        rotation.full.cpu * 1000,
+        "its CPU time",
+    )
+    cpu_ms("rotation.recipients", "… of which: recipients listed", rotation.listing)
+    cpu_ms("rotation.no_prekeys", "… same rotation, no prekey known", rotation.no_prekeys)
+    cpu_ms("rotation.seals_only", "… the seals with nothing looked up", rotation.direct)
+    cpu_ms(
+        "rotation.certificate_lookups",
+        "… the certificate look-ups alone (`devices_of`)",
+        rotation.certificate_lookups,
+    )
+    cpu_ms(
+        "rotation.prekey_lookups",
+        "… the prekey look-ups alone (`KeyStore.prekey_of`)",
+        rotation.prekey_lookups,
+    )
+    if not rotation.event_error:
+        events = len(rotation.event_bytes)
+        cpu_ms("rotation.signing", f"… signing the {events} `room_key` events", rotation.signing)
+        cpu_ms("rotation.parsing", f"… checking them on arrival ({events})", rotation.parsing)
+        section.add(
+            "rotation.largest_event",
+            f"… the largest of its {events} `room_key` event(s)",
+            max(rotation.event_bytes),
+            "B",
+            MAX_EVENT_BYTES,
+            "the event size limit",
+        )
+    else:
+        section.notes.append(f"room_key events refused: {rotation.event_error}")
+    section.add(
+        "open_share",
+        "receiving: one device opens its share (`open_share` + decode)",
+        rotation.opening.cpu / n * 1e6,
+        "µs",
+        dh * 1e6,
+        "one X25519",
+    )
+    small_dir, big_dir, shares = small
+    section.add(
+        "small_room_share",
+        f"{SMALL_MEMBERS}-member room, per share, directory of {small_devices} devices",
+        small_dir.cpu / shares * 1e6,
+        "µs",
+        dh * 1e6,
+        "one X25519",
+    )
+    section.add(
+        "small_room_share.big_directory",
+        f"… the same room, directory of {n + 1} devices",
+        big_dir.cpu / shares * 1e6,
+        "µs",
+        small_dir.cpu / shares * 1e6,
+        "small directory",
+    )
+    ideal = 2 * dh + 2 * references["x25519_base"]
+    section.add(
+        "ideal_seal",
+        "ideal seal per share (Noise K: 2 X25519 + 2 fixed-base)",
+        ideal * 1e6,
+        "µs",
+        dh * 1e6,
+        "one X25519",
+    )
+    section.add(
+        "ed25519_sign",
+        "Ed25519 sign (`crypto_sign`)",
+        references["ed25519_sign"] * 1e6,
+        "µs",
+        dh * 1e6,
+        "one X25519",
+    )
+
+
+def _byte_rows(
+    section: common.Section,
+    rows: list[tuple[int, int, int | None, int]],
+    amortised: dict,
+    rotation: Rotation,
+) -> None:
+    for size, encrypted, clear, by_difference in rows:
+        reference = clear if clear is not None else by_difference
+        how = "clear event" if clear is not None else "clear event, by difference"
+        section.add(
+            f"bytes.body{size}",
+            f"MESSAGE event with a {size}-byte body, encrypted",
+            encrypted,
+            "B",
+            reference,
+            how,
+        )
+    two_hundred = next(encrypted for size, encrypted, _, _ in rows if size == 200)
+    section.add(
+        "bytes.shares_per_message",
+        f"room keys per message, {amortised['members']} members × 2 devices "
+        f"({amortised['shares']} shares, {amortised['bytes']} B per {ROTATE_AFTER_MESSAGES})",
+        amortised["per_message"],
+        "B",
+        two_hundred,
+        "a 200-byte message's event",
+    )
+    if rotation.event_bytes:
+        section.add(
+            "bytes.shares_per_message.big_room",
+            f"room keys per message, {rotation.shares + 1} devices "
+            f"({len(rotation.event_bytes)} event(s), {sum(rotation.event_bytes)} B "
+            f"per {ROTATE_AFTER_MESSAGES})",
+            sum(rotation.event_bytes) / ROTATE_AFTER_MESSAGES,
+            "B",
+            two_hundred,
+            "a 200-byte message's event",
+        )
+
+
+def collect(params: Params, progress: common.Progress) -> common.Section:
+    section = common.Section(
+        "e2e",
+        "End-to-end encryption",
+        f"{params.messages} messages; a room of {params.members} members × 2 devices, every "
+        f"device with a prekey; CPU time, medians of {params.attempts}.",
+    )
+    timings = bench_messages(params.messages, params.attempts, params.seed, progress)
+    with tempfile.TemporaryDirectory() as folder:
+        progress(f"set-up: {params.members} members with two devices each, prekeys published")
+        cell = make_cell(Path(folder), params.members, params.seed)
+        (Path(folder) / "small").mkdir()
+        small = make_cell(Path(folder) / "small", SMALL_MEMBERS, params.seed + 10)
+        references = bench_references(1_000, params.attempts, params.seed)
+        rotation = bench_rotation(cell, params.attempts, params.seed, progress)
+        small_room = bench_small_room(cell, small, params.attempts, params.seed, progress)
+        byte_rows, amortised = bench_bytes(small, params.seed)
+    _message_rows(section, timings)
+    _rotation_rows(section, rotation, references, small_room, len(small.devices) + 1)
+    _byte_rows(section, byte_rows, amortised, rotation)
+    section.notes.append(
+        f"rotation wall attempts: {', '.join(f'{w:.3f}' for w in rotation.full.walls)} s; "
+        f"set-up (not timed) {cell.setup_seconds:.1f} s"
+    )
+    return section
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer messages and attempts")
-    parser.add_argument("--members", type=int, default=500, help="members of the big room")
-    parser.add_argument("--seed", type=int, default=7)
+    parser = common.parser(__doc__)
+    parser.add_argument("--members", type=int, help="members of the big room")
+    parser.add_argument("--seed", type=int)
     args = parser.parse_args()
-    messages = 2_000 if args.quick else 20_000
-    attempts = 1 if args.quick else 5
-
-    print(f"date: {datetime.date.today()}")
-    print(
-        f"machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, PyNaCl {nacl.__version__} (libsodium)"
-    )
-    print(f"mode: {'quick' if args.quick else 'full'}, {attempts} attempt(s) per figure, medians")
-
-    message_rows = bench_messages(messages, attempts, args.seed)
-
-    with tempfile.TemporaryDirectory() as folder:
-        progress(f"set-up: {args.members} members with two devices each, prekeys published")
-        cell = make_cell(Path(folder), args.members, args.seed)
-        progress(f"set-up took {cell.setup_seconds:.1f} s")
-        (Path(folder) / "small").mkdir()
-        small = make_cell(Path(folder) / "small", SMALL_MEMBERS, args.seed + 10)
-        references = bench_references(1_000, attempts, args.seed)
-        rotation = bench_rotation(cell, attempts, args.seed)
-        small_dir, big_dir, small_shares = bench_small_room(cell, small, attempts, args.seed)
-        byte_rows, amortised = bench_bytes(small, args.seed)
-
-    print()
-    print("### Messages")
-    print()
-    print(f"{messages} messages, medians of {attempts} attempts, CPU time (process_time).")
-    print()
-    print("| measure | value | reference (same run) | ratio |")
-    print("|---|---|---|---|")
-    for row in message_rows:
-        print("| " + " | ".join(row) + " |")
-
-    n = rotation.shares
-    dh, base, sign = references["x25519"], references["x25519_base"], references["ed25519_sign"]
-    per_share = rotation.full.cpu / n
-    ideal = 2 * dh + 2 * base  # Noise K: e and s derived (base), es and ss (variable base)
-    print()
-    print("### Room-key rotation")
-    print()
-    print(
-        f"{len(cell.accounts)} members × 2 devices = {n + 1} devices, {n} shares (all but the"
-        f" sender's); every device has a prekey.  Medians of {attempts};"
-        f" set-up (not timed) {cell.setup_seconds:.1f} s."
-    )
-    print()
-    print("| measure | CPU | wall | per share (CPU) | ratio to one X25519 |")
-    print("|---|---|---|---|---|")
-
-    def line(label: str, t: Timing, count: int = n) -> None:
-        print(
-            f"| {label} | {ms(t.cpu)} | {ms(t.wall)} | {us(t.cpu / count)}"
-            f" | {t.cpu / count / dh:.1f} |"
-        )
-
-    line("recipients listed (`RoomCrypto.recipients`)", rotation.listing)
-    line("rotation: new session + `RoomCrypto.share_contents` (prekeys)", rotation.full)
-    line("same, no prekey known (certificate keys; no prekey parse)", rotation.no_prekeys)
-    line("same seals with nothing looked up (`seal_share` loop)", rotation.direct)
-    line("of the full path: certificate look-ups (`devices_of` scan)", rotation.certificate_lookups)
-    line("of the full path: prekey look-ups (`KeyStore.prekey_of`)", rotation.prekey_lookups)
-    if not rotation.event_error:
-        events = len(rotation.event_bytes)
-        line(f"signing the {events} `room_key` events (`make_event`)", rotation.signing)
-        line(f"checking them on arrival (`parse_event` × {events})", rotation.parsing)
-    line("receiving: one device opens its share (`open_share` + decode)", rotation.opening)
-    line(
-        f"{SMALL_MEMBERS}-member room ({small_shares // 50} shares), directory of"
-        f" {len(small.devices) + 1} devices, ×50",
-        small_dir,
-        small_shares,
-    )
-    line(
-        f"same room, directory of {n + 1} devices, ×50",
-        big_dir,
-        small_shares,
-    )
-    print(f"| reference: X25519 `crypto_scalarmult` × {n} | {ms(dh * n)} | — | {us(dh)} | 1.0 |")
-    print(
-        f"| reference: X25519 `crypto_scalarmult_base` × {n} | {ms(base * n)} | — | {us(base)}"
-        f" | {base / dh:.1f} |"
-    )
-    print(
-        f"| reference: Ed25519 `crypto_sign` × {n} | {ms(sign * n)} | — | {us(sign)}"
-        f" | {sign / dh:.1f} |"
-    )
-    print(
-        f"| ideal seal: 2 X25519 + 2 fixed-base (Noise K) | {ms(ideal * n)} | — | {us(ideal)}"
-        f" | {ideal / dh:.1f} |"
-    )
-    print(
-        f"| ideal open: 2 X25519 + 1 fixed-base | {ms((2 * dh + base) * n)} | — |"
-        f" {us(2 * dh + base)} | {(2 * dh + base) / dh:.1f} |"
-    )
-    total = rotation.listing.cpu + rotation.full.cpu
-    print()
-    print(
-        f"whole rotation (list + session + seal), CPU: {total:.3f} s for {n + 1} devices"
-        f" (target < 1 s); per share {per_share / dh:.1f} × X25519,"
-        f" {per_share / sign:.1f} × Ed25519 sign; wall attempts"
-        f" {', '.join(f'{w:.3f}' for w in rotation.full.walls)} s"
-    )
-    print(
-        f"room_key contents: {len(rotation.content_bytes)} event(s) of up to"
-        f" {SHARE_BYTES_PER_EVENT} B of shares, {sum(rotation.content_bytes)} B of CBOR"
-        f" ({', '.join(str(b) for b in rotation.content_bytes)});"
-        f" {sum(rotation.content_bytes) / n:.0f} B per share"
-    )
-    if not rotation.event_error:
-        print(
-            f"as signed events: {', '.join(str(b) for b in rotation.event_bytes)} B"
-            f" (limit {MAX_EVENT_BYTES}); amortised over a session's {ROTATE_AFTER_MESSAGES}"
-            f" messages: {sum(rotation.event_bytes) / ROTATE_AFTER_MESSAGES:.0f} B per message"
-        )
-    else:
-        print(f"as signed events: REFUSED — {rotation.event_error}")
-
-    print()
-    print("### Bytes per message")
-    print()
-    print("| body | encrypted MESSAGE event | clear event | overhead | ratio |")
-    print("|---|---|---|---|---|")
-    for size, encrypted, clear, by_difference in byte_rows:
-        reference = clear if clear is not None else by_difference
-        note = "" if clear is not None else " (by difference)"
-        print(
-            f"| {size} B | {encrypted} B | {reference} B{note} | +{encrypted - reference} B"
-            f" | {encrypted / reference:.2f} |"
-        )
-    print()
-    print(
-        f"amortised shares, {amortised['members']} members × 2 devices"
-        f" ({amortised['shares']} shares), one session per {ROTATE_AFTER_MESSAGES} messages:"
-        f" {amortised['events']} room_key event(s) of {amortised['bytes']} B ="
-        f" {amortised['per_message']:.0f} B per message"
-    )
+    params = SHORT if args.short else FULL
+    if args.members:
+        params = dataclasses.replace(params, members=args.members)
+    if args.seed is not None:
+        params = dataclasses.replace(params, seed=args.seed)
+    common.run_alone(collect, params, args)
 
 
 if __name__ == "__main__":

@@ -2,24 +2,26 @@
 
 Measured in one run, each next to its reference:
 
-* ``send-file`` (read, encrypt, hash, write the blob) against libsodium's
-  ChaCha20-Poly1305 alone on 64 KiB chunks;
+* ``send-file`` (the CLI command: read, encrypt, hash, write the blob)
+  against libsodium's ChaCha20-Poly1305 alone on 64 KiB chunks;
 * the transfer (the receiving node fetches, checks and records every chunk)
   against raw trio TCP and the secure channel alone, both ends in one
   process (``bench/network.py``'s measure);
-* ``download --out`` (decrypt the blob to a file) against the AEAD alone;
-* the peak memory (VmHWM) of both node processes, and its growth over the
-  idle node's, against the file's size.
+* ``download --out`` (the CLI command: decrypt the blob to a file) against
+  the AEAD alone;
+* the peak memory (VmHWM) of both node processes against their idle size.
 
-Run:  .venv/bin/python bench/files.py [--size-mib 256]
+The two CLI commands include their process start (~0.5 s): with a small
+file (``--short``) that start dominates.
+
+Run:  python bench/files.py [--short] [--size-mib 256]
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,14 +32,23 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import common
 from bench.network import throughput
+from bench.processes import CONTROL_TIMEOUT, NodeProcesses, cli, form_room, memory, open_home
 from p2ptchap.api.control import call
 from tests.conftest import make_org, make_rng
 from tests.net.cell import make_cell
-from tests.net.test_node_processes import Nodes
-from tests.net.test_sync_processes import alice_and_bruno_in_a_room, members, ok
 
-MIB = 1 << 20
+MIB = common.MIB
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    size_mib: int  # the file sent
+
+
+FULL = Params(size_mib=256)
+SHORT = Params(size_mib=8)
 
 
 def aead_rate(seconds: float = 1.0) -> float:
@@ -51,78 +62,127 @@ def aead_rate(seconds: float = 1.0) -> float:
     return done * len(chunk) / MIB / (time.perf_counter() - start)
 
 
-def memory(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
+@dataclasses.dataclass
+class Transfer:
+    send_s: float
+    transfer_s: float
+    export_s: float
+    idle: dict[str, int]
+    peaks: dict[str, int]
+
+
+def transfer(root: Path, size_mib: int, progress: common.Progress) -> Transfer:
+    """Alice sends a file of random bytes into a room; Bruno's node fetches it; he saves it."""
+    size = size_mib * MIB
+    with NodeProcesses(root) as nodes:
+        port = nodes.up("alice")
+        nodes.up("bruno", port)
+        common.wait_blocking(lambda: nodes.peers("alice") == 1, 20)
+        owner = open_home(root, "alice")
+        room = form_room(root, owner, "Fichiers", ["bruno"], 20).hex()
+        owner.db.close()
+        idle = {name: nodes.rss(name) for name in nodes.running}
+        source = root / "big.bin"
+        with source.open("wb") as out:
+            for _ in range(size_mib):
+                out.write(os.urandom(MIB))
+        progress(f"send-file of {size_mib} MiB")
+        start = time.perf_counter()
+        sent = json.loads(cli(root, "--home", "alice", "send-file", room, str(source), "--json"))
+        send_s = time.perf_counter() - start
+        source.unlink()
+        common.wait_blocking(
+            lambda: sent["id"] in cli(root, "--home", "bruno", "files", room, "--json"), 30
+        )
+        progress("transfer")
+        start = time.perf_counter()
+        call(root / "bruno", "file-download", CONTROL_TIMEOUT, root=sent["root"], size=size)
+        while (
+            call(root / "bruno", "file-progress", CONTROL_TIMEOUT, root=sent["root"])["state"]
+            != "complete"
+        ):
+            time.sleep(0.02)
+        transfer_s = time.perf_counter() - start
+        peaks = {name: memory(nodes.pid(name), "VmHWM") for name in nodes.running}
+        progress("download --out")
+        start = time.perf_counter()
+        out_path = root / "out.bin"
+        cli(root, "--home", "bruno", "download", room, sent["id"], "--out", str(out_path))
+        export_s = time.perf_counter() - start
+        if out_path.stat().st_size != size:
+            raise RuntimeError("the file saved is not the file sent")
+        out_path.unlink()
+    return Transfer(send_s, transfer_s, export_s, idle, peaks)
+
+
+def collect(params: Params, progress: common.Progress) -> common.Section:
+    mib = params.size_mib
+    section = common.Section(
+        "files",
+        "Files",
+        f"A {mib} MiB file of random bytes between two `p2ptchap up` processes on loopback "
+        "(both nodes and the bench share the 2 cores).",
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-files-") as folder:
+        root = make_cell(Path(folder), ["alice", "bruno"])
+        done = transfer(root, mib, progress)
+    progress("references: raw TCP, secure channel, AEAD")
+    org = make_org(make_rng(3))
+    alice, bruno = org.member("a@x.gouv.fr", "A"), org.member("b@x.gouv.fr", "B")
+    raw_mib, secure_mib = trio.run(throughput, alice, bruno, org, max(mib, 64) * MIB)
+    aead = aead_rate()
+    section.add(
+        "send",
+        "`send-file` (CLI: encrypt into the blob store)",
+        mib / done.send_s,
+        "MiB/s",
+        aead,
+        "ChaCha20-Poly1305 alone, 64 KiB chunks",
+    )
+    section.add(
+        "transfer",
+        "transfer, node to node (fetch, check, record every chunk)",
+        mib / done.transfer_s,
+        "MiB/s",
+        raw_mib,
+        "raw trio TCP, one process",
+    )
+    section.add(
+        "transfer.vs_channel",
+        "… the same transfer",
+        mib / done.transfer_s,
+        "MiB/s",
+        secure_mib,
+        "secure channel alone, one process",
+    )
+    section.add(
+        "download",
+        "`download --out` (CLI: decrypt to a file)",
+        mib / done.export_s,
+        "MiB/s",
+        aead,
+        "ChaCha20-Poly1305 alone",
+    )
+    for name, role in (("alice", "sending"), ("bruno", "receiving")):
+        section.add(
+            f"peak_rss.{role}",
+            f"peak RSS of the {role} node (VmHWM), {mib} MiB file",
+            done.peaks[name] / MIB,
+            "MiB",
+            done.idle[name] / MIB,
+            "its idle RSS",
+        )
+    return section
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--size-mib", type=int, default=256)
+    parser = common.parser(__doc__)
+    parser.add_argument("--size-mib", type=int, help="size of the file sent")
     args = parser.parse_args()
-    size = args.size_mib * MIB
-    with tempfile.TemporaryDirectory(prefix="p2ptchap-bench-files-") as folder:
-        root = make_cell(Path(folder), ["alice", "bruno"])
-        nodes = Nodes(root)
-        try:
-            room, _port = alice_and_bruno_in_a_room(nodes, root, "Bench")
-            nodes.wait_for(lambda: members(root, "alice", room).get("bruno@x.gouv.fr") == "join")
-            idle = {n: memory(p.pid, "VmRSS") for n, p in nodes.processes.items()}
-            source = root / "big.bin"
-            with source.open("wb") as out:
-                for _ in range(args.size_mib):
-                    out.write(os.urandom(MIB))
-            start = time.perf_counter()
-            sent = json.loads(ok(root, "--home", "alice", "send-file", room, str(source), "--json"))
-            send_s = time.perf_counter() - start
-            source.unlink()
-            nodes.wait_for(
-                lambda: sent["id"] in ok(root, "--home", "bruno", "files", room, "--json"),
-                timeout=30,
-            )
-            start = time.perf_counter()
-            call(root / "bruno", "file-download", root=sent["root"], size=size)
-            while call(root / "bruno", "file-progress", root=sent["root"])["state"] != "complete":
-                time.sleep(0.02)
-            transfer_s = time.perf_counter() - start
-            peaks = {n: memory(p.pid, "VmHWM") for n, p in nodes.processes.items()}
-            start = time.perf_counter()
-            out_path = root / "out.bin"
-            ok(root, "--home", "bruno", "download", room, sent["id"], "--out", str(out_path))
-            export_s = time.perf_counter() - start
-            out_path.unlink()
-        finally:
-            for name in list(nodes.processes):
-                nodes.stop(name)
-    org = make_org(make_rng(3))
-    alice, bruno = org.member("a@x.gouv.fr", "A"), org.member("b@x.gouv.fr", "B")
-    raw_mib, secure_mib = trio.run(throughput, alice, bruno, org, 256 * MIB)
-    aead = aead_rate()
-    mib = args.size_mib
-    print(f"# p2ptchap files benchmark — {time.strftime('%Y-%m-%d')}")
-    print(
-        f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{mib} MiB file, two node processes on loopback"
-    )
-    print(f"{'measure':<44} {'value':>12} {'reference':>26} {'ratio':>6}")
-    rows = [
-        ("send-file (encrypt into the blob store)", mib / send_s, "AEAD alone", aead),
-        ("transfer, node to node", mib / transfer_s, "raw trio TCP", raw_mib),
-        ("transfer, node to node", mib / transfer_s, "secure channel alone", secure_mib),
-        ("download --out (decrypt to a file)", mib / export_s, "AEAD alone", aead),
-    ]
-    for label, value, ref_label, ref in rows:
-        print(
-            f"{label:<44} {value:>7.0f} MiB/s {ref_label:>15} {ref:>5.0f} MiB/s {value / ref:>6.2f}"
-        )
-    for name in sorted(peaks):
-        growth = peaks[name] - idle[name]
-        print(
-            f"{'peak RSS ' + name:<44} {peaks[name] / MIB:>8.0f} MiB {'growth over idle':>15} "
-            f"{growth / MIB:>5.0f} MiB {growth / size:>6.2f}"
-        )
+    params = SHORT if args.short else FULL
+    if args.size_mib:
+        params = dataclasses.replace(params, size_mib=args.size_mib)
+    common.run_alone(collect, params, args)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,13 @@ Each figure is measured next to a reference taken in the same run:
   against a bare TCP connect, p50 and p99;
 * bulk throughput through SecureConnection against raw trio TCP.
 
-Run:  .venv/bin/python bench/network.py [--quick]
+Run:  python bench/network.py [--short]
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
-import platform
-import statistics
 import sys
 import time
 from functools import partial
@@ -28,6 +26,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import common
 from p2ptchap.core import identity
 from p2ptchap.core.channel import NEED_DATA, SecureChannel, make_credentials
 from p2ptchap.core.noise import X25519KeyPair
@@ -60,19 +59,6 @@ def handshake_in_memory(alice: Member, bruno: Member, org: Org) -> None:
                 while sink.next_event() is not NEED_DATA:
                     pass
     assert a.is_open and b.is_open
-
-
-def per_second(fn: object, seconds: float) -> float:
-    count, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        fn()  # type: ignore[operator]
-        count += 1
-    return count / elapsed
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def setup_latencies(
@@ -160,50 +146,78 @@ async def throughput(alice: Member, bruno: Member, org: Org, total: int) -> tupl
     return await measure(sink_raw, False), await measure(sink_secure, True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (for CI)")
-    args = parser.parse_args()
-    seconds, n, total = (0.3, 20, 8 << 20) if args.quick else (2.0, 200, 256 << 20)
+@dataclasses.dataclass(frozen=True)
+class Params:
+    seconds: float  # per rate measured
+    connections: int  # set-ups timed
+    bulk: int  # bytes sent through each channel
 
+
+FULL = Params(seconds=2.0, connections=200, bulk=256 * common.MIB)
+SHORT = Params(seconds=0.3, connections=20, bulk=8 * common.MIB)
+
+
+def crypto_floor(seconds: float) -> float:
+    """Handshakes per second that the X25519 and Ed25519 operations alone would allow.
+
+    One handshake, both ends: 8 X25519 operations (3 DH each side, 2
+    ephemeral keys made) and 6 signature checks (2 certificate chains of 2,
+    2 static-key signatures).
+    """
+    secret, peer = os.urandom(32), nacl.bindings.crypto_scalarmult_base(os.urandom(32))
+    dh_rate = common.rate(lambda: nacl.bindings.crypto_scalarmult(secret, peer), seconds, 20)
+    verify_rate = common.ed25519_verify_rate(seconds, size=300)
+    return 1 / (8 / dh_rate + 6 / verify_rate)
+
+
+def collect(params: Params, progress: common.Progress) -> common.Section:
+    section = common.Section(
+        "network",
+        "Network",
+        f"Handshakes in one process over {params.seconds} s; {params.connections} connection "
+        f"set-ups on loopback; {params.bulk >> 20} MiB through each channel in 1 MiB messages.",
+    )
     org = make_org(make_rng(3))
     alice, bruno = org.member("alice@x.gouv.fr", "Alice"), org.member("bruno@x.gouv.fr", "Bruno")
 
-    secret, peer = os.urandom(32), nacl.bindings.crypto_scalarmult_base(os.urandom(32))
-    dh_rate = per_second(lambda: nacl.bindings.crypto_scalarmult(secret, peer), seconds)
-    key = nacl.signing.SigningKey(os.urandom(32))
-    signed = key.sign(b"x" * 300)
-    verify_rate = per_second(lambda: key.verify_key.verify(signed), seconds)
-    # One handshake, both ends: 6 DH (3 each side, plus 2 ephemeral keys made)
-    # and 6 signature checks (2 certificate chains of 2, 2 static-key signatures).
-    ideal = 1 / (8 / dh_rate + 6 / verify_rate)
-    handshakes = per_second(lambda: handshake_in_memory(alice, bruno, org), seconds)
-
-    raw, secure = trio.run(setup_latencies, alice, bruno, org, n)
-    raw_mib, secure_mib = trio.run(throughput, alice, bruno, org, total)
-
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    progress("handshakes")
+    ideal = crypto_floor(params.seconds)
+    handshakes = common.rate(lambda: handshake_in_memory(alice, bruno, org), params.seconds)
+    section.add(
+        "handshakes",
+        "handshakes, both ends in one process, certificates verified",
+        handshakes,
+        "/s",
+        ideal,
+        "8 X25519 + 6 Ed25519 verify alone",
     )
-    print(f"{'measure':52} {'value':>14} {'reference':>14} {'ratio':>7}")
-    print(
-        f"{'handshakes/s, both ends in one process':52} {handshakes:>12.0f}/s "
-        f"{ideal:>12.0f}/s {handshakes / ideal:>7.2f}"
-    )
+    progress("connection set-up on loopback")
+    raw, secure = trio.run(setup_latencies, alice, bruno, org, params.connections)
     for name, q in (("p50", 0.5), ("p99", 0.99)):
-        s_ms, r_ms = percentile(secure, q) * 1000, percentile(raw, q) * 1000
-        print(
-            f"{'connection set-up on loopback ' + name:52} {s_ms:>11.2f} ms "
-            f"{r_ms:>11.2f} ms {s_ms / r_ms:>7.1f}"
+        section.add(
+            f"setup_{name}",
+            f"connection set-up on loopback (TCP + Noise XX + chains), {name}",
+            common.percentile(secure, q) * 1000,
+            "ms",
+            common.percentile(raw, q) * 1000,
+            f"bare TCP connect, {name}",
         )
-    print(
-        f"{'throughput, 1 MiB messages':52} {secure_mib:>9.0f} MiB/s "
-        f"{raw_mib:>9.0f} MiB/s {secure_mib / raw_mib:>7.2f}"
+    progress("bulk throughput")
+    raw_mib, secure_mib = trio.run(throughput, alice, bruno, org, params.bulk)
+    section.add(
+        "throughput",
+        "secure channel throughput, 1 MiB messages",
+        secure_mib,
+        "MiB/s",
+        raw_mib,
+        "raw trio TCP",
     )
-    print(
-        f"(set-up mean {statistics.mean(secure) * 1000:.2f} ms over {n}; "
-        f"reference for handshakes: X25519 {dh_rate:.0f}/s, Ed25519 verify {verify_rate:.0f}/s)"
-    )
+    return section
+
+
+def main() -> None:
+    args = common.parser(__doc__).parse_args()
+    common.run_alone(collect, SHORT if args.short else FULL, args)
 
 
 if __name__ == "__main__":

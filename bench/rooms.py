@@ -13,24 +13,27 @@ alternate messages (with a state change every 1 000 events), then measures:
   again from disk in a fresh store (the target is under 2 s for 100 000),
   with the memory that opening takes (``tracemalloc`` peak).
 
-Run:  .venv/bin/python bench/rooms.py [N ...]
+Each is read against a reference measured in the same run: the bare Ed25519
+verification rate for applying; for storing and opening, SQLite alone
+writing (in the same batches) and reading the same events' bytes; for the
+database and the memory, the events' bytes themselves.
+
+Run:  python bench/rooms.py [--short] [N ...]
 """
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
+import dataclasses
+import sqlite3
 import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-import nacl.signing
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import common
 from p2ptchap.core.events import Event, EventType, make_event, parse_event
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.store.db import Database
@@ -70,20 +73,56 @@ def room_of(n: int) -> tuple[Cell, list[Event]]:
     return cell, view
 
 
-def verify_rate() -> float:
-    key = nacl.signing.SigningKey(os.urandom(32))
-    signed = key.sign(b"x" * 400)
-    start, count = time.perf_counter(), 0
-    while time.perf_counter() - start < 1:
-        key.verify_key.verify(signed)
-        count += 1
-    return count / (time.perf_counter() - start)
+@dataclasses.dataclass(frozen=True)
+class Params:
+    sizes: tuple[int, ...]  # messages after the room's first three events
+    seconds: float  # for the Ed25519 reference
 
 
-def measure(n: int, reference: float) -> None:
+FULL = Params(sizes=(10_000, 100_000), seconds=1.0)
+SHORT = Params(sizes=(2_000,), seconds=0.3)
+
+
+def sqlite_alone(path: Path, view: list[Event]) -> tuple[float, float]:
+    """Seconds to write the events' bytes to a bare WAL table in batches of 500, and to read them.
+
+    What SQLite alone costs for the same rows, with the node database's
+    settings: the floor under storing and opening a room.
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("CREATE TABLE events (id BLOB PRIMARY KEY, room BLOB NOT NULL, raw BLOB NOT NULL)")
+    start = time.perf_counter()
+    for i in range(0, len(view), 500):
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT INTO events VALUES (?, ?, ?)",
+            [(e.id, e.room, e.raw) for e in view[i : i + 500]],
+        )
+        db.execute("COMMIT")
+    write_s = time.perf_counter() - start
+    db.close()
+    db = sqlite3.connect(path)
+    start = time.perf_counter()
+    rows = db.execute("SELECT id, raw FROM events WHERE room = ?", (view[0].room,)).fetchall()
+    read_s = time.perf_counter() - start
+    db.close()
+    assert len(rows) == len(view)
+    return write_s, read_s
+
+
+def measure(
+    n: int, reference: float, section: common.Section, suffix: str, progress: common.Progress
+) -> None:
+    """Add the rows of a room of ``n`` messages; keys end with ``suffix``."""
+    progress(f"building a room of {n:,} messages".replace(",", " "))
     cell, view = room_of(n)
     total = len(view)
+    raw_mib = sum(len(e.raw) for e in view) / common.MIB
+    label = f"N = {total:,}".replace(",", " ")
 
+    progress(f"{label}: applying")
     live = LiveRoom(cell.room, cell.directory, cell.people)
     start = time.perf_counter()
     for event in view:
@@ -102,6 +141,7 @@ def measure(n: int, reference: float) -> None:
     resolve_s = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as folder:
+        progress(f"{label}: storing and opening")
         path = Path(folder) / "node.db"
         store = RoomStore(Database(path), cell.directory, cell.people)
         start = time.perf_counter()
@@ -109,7 +149,7 @@ def measure(n: int, reference: float) -> None:
             store.add(cell.room, [e.raw for e in view[i : i + 500]])
         store_s = time.perf_counter() - start
         store.db.close()
-        size = path.stat().st_size  # closing checkpoints the WAL into the file
+        size = path.stat().st_size / common.MIB  # closing checkpoints the WAL into the file
         start = time.perf_counter()
         reopened = RoomStore(Database(path), cell.directory, cell.people)
         opened = reopened.live(cell.room)
@@ -124,28 +164,94 @@ def measure(n: int, reference: float) -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         reopened.db.close()
+        del reopened
+        sqlite_write_s, sqlite_read_s = sqlite_alone(Path(folder) / "bare.db", view)
 
-    print(f"N = {total}")
-    print(f"  apply, no signature check: {total / apply_s:9.0f} events/s")
-    print(
-        f"  apply with verification:   {total / signed_s:9.0f} events/s"
-        f" ({total / signed_s / reference:.2f} × bare Ed25519 verify)"
+    verify = "bare Ed25519 verify"
+    section.add(
+        f"apply{suffix}",
+        f"incremental apply (`LiveRoom.add`), no signature check, {label}",
+        total / apply_s,
+        "events/s",
+        reference,
+        verify,
+        "/s",
     )
-    print(f"  resolve whole room:        {total / resolve_s:9.0f} events/s ({resolve_s:.2f} s)")
-    print(f"  store in batches of 500:   {total / store_s:9.0f} events/s ({size >> 20} MiB)")
-    print(f"  open from disk:            {open_s:9.2f} s, peak {peak >> 20} MiB")
+    section.add(
+        f"apply_verified{suffix}",
+        f"incremental apply with `parse_event` (verification), {label}",
+        total / signed_s,
+        "events/s",
+        reference,
+        verify,
+        "/s",
+    )
+    section.add(
+        f"resolve{suffix}",
+        f"`resolve` of the whole room at once, {label}",
+        total / resolve_s,
+        "events/s",
+        reference,
+        verify,
+        "/s",
+    )
+    section.add(
+        f"store{suffix}",
+        f"store (`RoomStore.add`, batches of 500), {label}",
+        total / store_s,
+        "events/s",
+        total / sqlite_write_s,
+        "SQLite alone, same rows and batches",
+    )
+    section.add(
+        f"database{suffix}",
+        f"database size, {label}",
+        size,
+        "MiB",
+        raw_mib,
+        "the events' bytes",
+    )
+    section.add(
+        f"open{suffix}",
+        f"open the room from disk (fresh store), {label}",
+        open_s,
+        "s",
+        sqlite_read_s,
+        "SQLite alone reading the rows",
+    )
+    section.add(
+        f"open_memory{suffix}",
+        f"memory of the open room (`tracemalloc` peak), {label}",
+        peak / common.MIB,
+        "MiB",
+        raw_mib,
+        "the events' bytes",
+    )
+
+
+def collect(params: Params, progress: common.Progress) -> common.Section:
+    section = common.Section(
+        "rooms",
+        "Rooms",
+        "Rooms of N messages from two members, a topic change every 1 000 events "
+        "(keys without a suffix: the largest room).",
+    )
+    progress("Ed25519 reference")
+    reference = common.ed25519_verify_rate(params.seconds)
+    largest = max(params.sizes)
+    for n in params.sizes:
+        measure(n, reference, section, "" if n == largest else f".n{n + 3}", progress)
+    return section
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [10_000, 100_000]
-    print(f"date: {datetime.date.today()}")
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
-    reference = verify_rate()
-    print(f"Ed25519 verify (reference): {reference:.0f}/s")
-    for n in sizes:
-        measure(n, reference)
+    parser = common.parser(__doc__)
+    parser.add_argument("sizes", nargs="*", type=int, help="messages per room")
+    args = parser.parse_args()
+    params = SHORT if args.short else FULL
+    if args.sizes:
+        params = dataclasses.replace(params, sizes=tuple(args.sizes))
+    common.run_alone(collect, params, args)
 
 
 if __name__ == "__main__":

@@ -12,35 +12,31 @@ Each figure is measured next to a reference taken in the same run:
   by another process (this one), as the CLI does — A notices it at its next read of the
   arrival journal, so that path includes up to one poll interval (0.25 s);
 * **throughput** into a three-member room: messages per second stored at
-  the sender and delivered (stored at both others), against ``Rooms.send``
-  on one node with no network; in-process nodes and real processes;
+  the sender, against ``Rooms.send`` on one node with no network, and
+  delivered (stored at both others), against the bare Ed25519 verification
+  rate (each receiver verifies every event: the CPU bound); in-process
+  nodes and real processes;
 * **sync efficiency**: node A holds a room of 10 000 events (2 000 with
-  ``--quick``), node B the same room
+  ``--short``), node B the same room
   without 1 % of them (chosen at random, seeded), or without the last 1 %
   (as after an absence), or nothing missing; they meet on the in-memory
   network, which records every message.  Bytes carried until B holds
   everything, against the bytes of the missing events themselves; requests
   (``want``) sent by B; wall time, against storing the same missing events
-  into a copy of B directly (medians of three attempts, one with ``--quick``).
+  into a copy of B directly (medians of three attempts, one with ``--short``).
 
-Run:  .venv/bin/python bench/sync.py [--quick]
+Run:  python bench/sync.py [--short] [--seed 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import dataclasses
-import datetime
 import gc
-import os
-import platform
 import random
-import re
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,8 +48,18 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import common
+from bench.processes import (
+    NodeProcesses,
+    counters_since,
+    form_room,
+    holds,
+    open_home,
+    readers,
+    status_in,
+    sync_counters,
+)
 from p2ptchap import accounts
-from p2ptchap.api import control
 from p2ptchap.core import codec, peerwire, vault
 from p2ptchap.core.authority import TrustStore
 from p2ptchap.core.events import Event, EventType, Membership, make_event
@@ -61,13 +67,12 @@ from p2ptchap.core.identity import VerifiedDevice
 from p2ptchap.node import Node, NodeConfig
 from p2ptchap.replication import Replicator, RevocationBook
 from p2ptchap.rooms import Me, Rooms, open_rooms
-from p2ptchap.store.db import DB_NAME, Database
+from p2ptchap.store.db import Database
 from p2ptchap.store.directory import DirectoryStore
 from p2ptchap.store.home import Home
 from p2ptchap.testing.memnet import Faults, MemoryNetwork
 from tests.net.cell import PASSPHRASE, make_cell
 
-DOMAIN = "x.gouv.fr"  # make_cell's
 BODY = b"x" * 200  # an encrypted short message is about this size
 
 
@@ -100,10 +105,6 @@ class Meeting:
     local_seconds: float = 0.0
     all_seconds: list[float] = dataclasses.field(default_factory=list)
     all_local: list[float] = dataclasses.field(default_factory=list)
-
-
-def progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # --- set-up -----------------------------------------------------------------------------------
@@ -142,15 +143,6 @@ def copy_db(source: Path, target: Path) -> None:
         origin.backup(copy)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def holds(rooms: Rooms, room: bytes) -> bool:
-    return room in rooms.store.rooms()
-
-
 def accepted(rooms: Rooms, room: bytes, event: bytes) -> bool:
     live = rooms.store.live(room)
     return event in live.events and live.status(event)[0] == "accepted"
@@ -160,14 +152,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, step: float 
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(step)
-
-
-def wait_blocking(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the nodes did not get there in time")
-        time.sleep(step)
 
 
 # --- reference: raw TCP round trip -------------------------------------------------------------
@@ -219,7 +203,7 @@ def local_send_rate(root: Path, m: int) -> float:
 WIRE_COUNTERS = ("events-pushed", "events-served", "events-duplicate")
 
 
-async def form_room(nodes: list[Node], name: str) -> bytes:
+async def form_room_in_process(nodes: list[Node], name: str) -> bytes:
     """A room made by the first node, every other node invited and joined."""
     owner = nodes[0]
     room = owner.rooms.create(name).room
@@ -257,8 +241,8 @@ async def in_process(root: Path, n: int, m: int) -> Flow:
             nodes.append(node)
         await wait_until(lambda: all(len(x.peers.peers()) == 2 for x in nodes), 15)
         a, b, c = nodes
-        pair = await form_room([a, b], "Latence")
-        trio_room = await form_room([a, b, c], "Débit")
+        pair = await form_room_in_process([a, b], "Latence")
+        trio_room = await form_room_in_process([a, b, c], "Débit")
         await trio.sleep(1)  # let the receipts of the set-up go by
 
         latencies: list[float] = []
@@ -300,139 +284,52 @@ async def in_process(root: Path, n: int, m: int) -> Flow:
 # --- real processes ---------------------------------------------------------------------------
 
 
-class Processes:
-    """``p2ptchap up`` processes on loopback, each logging to ``ROOT/NAME.log``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.running: list[subprocess.Popen[str]] = []
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("P2PTCHAP_")}
-        self.env.update(P2PTCHAP_PASSPHRASE=PASSPHRASE, P2PTCHAP_LANG="en")
-
-    def up(self, name: str, *peers: int) -> int:
-        args = [sys.executable, "-m", "p2ptchap", "--home", name, "up", "--port", "0", "--no-mdns"]
-        for port in peers:
-            args += ["--peer", f"127.0.0.1:{port}"]
-        log = (self.root / f"{name}.log").open("w")
-        process = subprocess.Popen(
-            args, cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True
-        )
-        log.close()
-        self.running.append(process)
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "Node running on port N; Ctrl-C to stop."
-        found = re.search(r"port (\d+)", line)
-        if not found:
-            raise RuntimeError(f"{name} did not start: {(self.root / f'{name}.log').read_text()}")
-        return int(found.group(1))
-
-    def peers(self, name: str) -> int:
-        return len(control.call(self.root / name, "peers"))
-
-    def close(self) -> None:
-        for process in self.running:
-            process.terminate()
-        for process in self.running:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def sync_counters(home: Path) -> collections.Counter[str]:
-    """The replication counters of the node running in ``home``."""
-    status = control.call(home, "status")
-    return collections.Counter({str(k): int(v) for k, v in status["sync"].items()})
-
-
-def reader(path: Path) -> sqlite3.Connection:
-    """A read-only connection; each query outside a transaction sees the latest commit."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-
-
-def status_in(db: sqlite3.Connection, event: bytes) -> str | None:
-    row = db.execute("SELECT status FROM events WHERE id = ?", (event,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def join_by_processes(root: Path, room: bytes, owner: Rooms, names: list[str]) -> None:
-    """Invite ``names`` into ``room`` (written into the owner's database), and join."""
-    everyone = [owner.me.account.account_key]
-    for name in names:
-        account = owner.account_by_email(f"{name}@{DOMAIN}")
-        assert account is not None, f"{name} unknown to the owner's node"
-        owner.invite(room, account)
-        everyone.append(account)
-    for name in names:
-        rooms = open_rooms(Home(root / name, kdf=vault.MINIMUM), PASSPHRASE, time.time)
-        wait_blocking(partial(holds, rooms, room), 15)
-        rooms.join(room)
-        rooms.db.close()
-    wait_blocking(
-        lambda: all(
-            owner.state(room).membership.get(account) is Membership.JOIN for account in everyone
-        ),
-        15,
-    )
-
-
 def processes(root: Path, n: int, m: int, seed: int) -> Flow:
     """The same as :func:`in_process` with ``p2ptchap up`` processes, written into by us."""
-    running = Processes(root)
-    try:
+    names = ["alice", "bruno", "carole"]
+    with NodeProcesses(root) as running:
         port = running.up("alice")
         running.up("bruno", port)
         running.up("carole", port)
-        wait_blocking(lambda: all(running.peers(x) == 2 for x in ("alice", "bruno", "carole")), 20)
+        common.wait_blocking(lambda: all(running.peers(x) == 2 for x in names), 20)
         # Opened once the peers are known: their certificates are in the directory.
-        owner = open_rooms(Home(root / "alice", kdf=vault.MINIMUM), PASSPHRASE, time.time)
-        pair = owner.create("Latence").room
-        join_by_processes(root, pair, owner, ["bruno"])
-        trio_room = owner.create("Débit").room
-        join_by_processes(root, trio_room, owner, ["bruno", "carole"])
+        owner = open_home(root, "alice")
+        pair = form_room(root, owner, "Latence", ["bruno"], 15)
+        trio_room = form_room(root, owner, "Débit", ["bruno", "carole"], 15)
         time.sleep(1)
 
-        b_db, c_db = reader(root / "bruno" / DB_NAME), reader(root / "carole" / DB_NAME)
-        latencies: list[float] = []
-        sending: list[float] = []
-        pause = random.Random(seed)
-        for _ in range(n):
-            # At a random moment over two poll intervals: a message written
-            # right after the previous one was pushed would always wait a
-            # whole interval.
-            time.sleep(pause.uniform(0, 0.5))
+        with readers(root, ["bruno", "carole"]) as (b_db, c_db):
+            latencies: list[float] = []
+            sending: list[float] = []
+            pause = random.Random(seed)
+            for _ in range(n):
+                # At a random moment over two poll intervals: a message written
+                # right after the previous one was pushed would always wait a
+                # whole interval.
+                time.sleep(pause.uniform(0, 0.5))
+                start = time.perf_counter()
+                event = owner.send(pair, BODY).events[0]
+                sending.append(time.perf_counter() - start)
+                while status_in(b_db, event) != "accepted":
+                    time.sleep(0.0005)
+                latencies.append(time.perf_counter() - start)
+            time.sleep(1)
+
+            before = [sync_counters(root / name) for name in names]
             start = time.perf_counter()
-            event = owner.send(pair, BODY).events[0]
-            sending.append(time.perf_counter() - start)
-            while status_in(b_db, event) != "accepted":
-                time.sleep(0.0005)
-            latencies.append(time.perf_counter() - start)
-        time.sleep(1)
-
-        names = ("alice", "bruno", "carole")
-        before = [sync_counters(root / name) for name in names]
-        start = time.perf_counter()
-        last = b""
-        for _ in range(m):
-            last = owner.send(trio_room, BODY).events[0]
-        accepted_s = time.perf_counter() - start
-        wait_blocking(
-            lambda: status_in(b_db, last) == "accepted" and status_in(c_db, last) == "accepted",
-            600,
-            0.002,
-        )
-        delivered_s = time.perf_counter() - start
+            last = b""
+            for _ in range(m):
+                last = owner.send(trio_room, BODY).events[0]
+            accepted_s = time.perf_counter() - start
+            common.wait_blocking(
+                lambda: status_in(b_db, last) == "accepted" and status_in(c_db, last) == "accepted",
+                600,
+                0.002,
+            )
+            delivered_s = time.perf_counter() - start
         time.sleep(0.5)  # the counters are read from the nodes
-        wire: collections.Counter[str] = collections.Counter()
-        for name, was in zip(names, before, strict=True):
-            wire.update(sync_counters(root / name))
-            wire.subtract(was)
+        wire = counters_since(root, names, before)
         owner.db.close()
-        b_db.close()
-        c_db.close()
-    finally:
-        running.close()
     return Flow(latencies, sending, accepted_s, delivered_s, {k: wire[k] for k in WIRE_COUNTERS})
 
 
@@ -574,7 +471,9 @@ def _kind(data: bytes) -> str:
     return message.type if isinstance(message, peerwire.Other) else type(message).__name__
 
 
-def sync_efficiency(root: Path, size: int, seed: int, repeat: int) -> dict[str, Meeting]:
+def sync_efficiency(
+    root: Path, size: int, seed: int, repeat: int, progress: common.Progress
+) -> dict[str, Meeting]:
     """The three cases (nothing, 1 % at random, the last 1 % missing); medians of ``repeat``."""
     alice, trust = identity_of(Home(root / "alice", kdf=vault.MINIMUM))
     bruno, _ = identity_of(Home(root / "bruno", kdf=vault.MINIMUM))
@@ -641,97 +540,173 @@ def sync_efficiency(root: Path, size: int, seed: int, repeat: int) -> dict[str, 
     return results
 
 
-# --- report -----------------------------------------------------------------------------------
+# --- the section -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    latency: int  # messages timed one by one, in-process nodes
+    latency_processes: int  # the same with node processes
+    burst: int  # messages into the three-member room
+    room: int  # events of the room of the sync-efficiency cases
+    repeat: int  # attempts of each sync case (median)
+    seed: int = 5  # which events B misses; when messages are written
+
+
+FULL = Params(latency=200, latency_processes=100, burst=2_000, room=10_000, repeat=3)
+SHORT = Params(latency=20, latency_processes=6, burst=150, room=2_000, repeat=1)
+
+
+def _latency_rows(
+    section: common.Section, key: str, label: str, flow: Flow, rtt: list[float]
+) -> None:
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        section.add(
+            f"{key}.{name}",
+            f"latency A → B stored, {label}, {name} of {len(flow.latency)}",
+            common.percentile(flow.latency, q) * 1000,
+            "ms",
+            common.percentile(rtt, q) * 1000,
+            f"TCP ping-pong round trip, {name}",
+        )
+    section.add(
+        f"{key}.fastest",
+        "… fastest",
+        min(flow.latency) * 1000,
+        "ms",
+        common.percentile(rtt, 0.5) * 1000,
+        "TCP ping-pong round trip, p50",
+    )
+    section.add(
+        f"{key}.sending",
+        "… of which `Rooms.send` on A, p50",
+        common.percentile(flow.sending, 0.5) * 1000,
+        "ms",
+        common.percentile(flow.latency, 0.5) * 1000,
+        "the whole latency, p50",
+    )
+
+
+def _throughput_rows(
+    section: common.Section,
+    key: str,
+    label: str,
+    flow: Flow,
+    burst: int,
+    local: float,
+    verify: float,
+) -> None:
+    section.add(
+        f"{key}.stored",
+        f"3-member room, {label}: {burst} messages stored at A",
+        burst / flow.accepted,
+        "msg/s",
+        local,
+        "`Rooms.send` alone, no network",
+    )
+    section.add(
+        f"{key}.delivered",
+        f"3-member room, {label}: the same delivered (stored at B and at C)",
+        burst / flow.delivered,
+        "msg/s",
+        verify,
+        "bare Ed25519 verify",
+        "/s",
+    )
+    sent = flow.wire["events-pushed"] + flow.wire["events-served"]
+    section.add(
+        f"{key}.sent_per_delivered",
+        f"… events sent per event delivered, {label} "
+        f"({flow.wire['events-duplicate']} duplicates received)",
+        sent / (2 * burst),
+        "",
+        1,
+        "each recipient once",
+    )
+
+
+def _sync_rows(section: common.Section, size: int, sync: dict[str, Meeting]) -> None:
+    for case, label in (("random", "1 % missing at random"), ("last", "the last 1 % missing")):
+        out = sync[case]
+        section.add(
+            f"efficiency.{case}.bytes",
+            f"sync of {size} events, {label} ({out.missing}, {out.pending_before} waiting on B): "
+            f"bytes both ways until B holds all ({out.messages} messages)",
+            out.bytes,
+            "B",
+            out.missing_bytes,
+            "the missing events' bytes",
+        )
+        section.add(
+            f"efficiency.{case}.seconds",
+            f"… wall time ({out.wants} `want` by B)",
+            out.seconds * 1000,
+            "ms",
+            out.local_seconds * 1000,
+            "storing them into B directly",
+        )
+    none = sync["none"]
+    section.add(
+        "efficiency.none.bytes",
+        f"sync of {size} events, nothing missing: bytes both ways "
+        f"({none.messages_settled} messages)",
+        none.bytes_settled,
+        "B",
+    )
+    for case, out in sync.items():
+        kinds = ", ".join(f"{k} {n}×{b} B" for k, (n, b) in out.by_type.items())
+        section.notes.append(f"messages of the sync '{case}' case: {kinds}")
+
+
+def collect(params: Params, progress: common.Progress) -> common.Section:
+    section = common.Section(
+        "sync",
+        "Replication",
+        f"Latency over {params.latency} messages (in-process nodes) and "
+        f"{params.latency_processes} (node processes); {params.burst} messages into a "
+        f"3-member room; sync of a {params.room}-event room on the in-memory network "
+        f"(median of {params.repeat}).",
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
+        root = Path(folder)
+        progress("references: TCP ping-pong, Ed25519, Rooms.send alone")
+        rtt = trio.run(tcp_ping_pong, max(params.latency, 200))
+        verify = common.ed25519_verify_rate(1.0)
+        make_cell(root / "nodes", ["alice", "bruno", "carole", "alone"])
+        local = local_send_rate(root / "nodes", params.burst)
+        progress("in-process nodes")
+        inproc = trio.run(in_process, root / "nodes", params.latency, params.burst)
+        progress("node processes")
+        make_cell(root / "processes", ["alice", "bruno", "carole"])
+        procs = processes(root / "processes", params.latency_processes, params.burst, params.seed)
+        progress("sync efficiency")
+        make_cell(root / "memnet", ["alice", "bruno"])
+        sync = sync_efficiency(root / "memnet", params.room, params.seed, params.repeat, progress)
+
+    _latency_rows(section, "latency", "in-process nodes", inproc, rtt)
+    _latency_rows(
+        section,
+        "latency_processes",
+        "node processes, written by another process (+ A's poll ≤ 0.25 s)",
+        procs,
+        rtt,
+    )
+    _throughput_rows(section, "throughput", "in-process nodes", inproc, params.burst, local, verify)
+    _throughput_rows(
+        section, "throughput_processes", "node processes", procs, params.burst, local, verify
+    )
+    _sync_rows(section, params.room, sync)
+    return section
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (under ~30 s)")
-    parser.add_argument(
-        "--seed", type=int, default=5, help="which events B misses; when messages are written"
-    )
+    parser = common.parser(__doc__)
+    parser.add_argument("--seed", type=int, help="which events B misses; when messages are written")
     args = parser.parse_args()
-    n, n_proc, m, size, repeat = (
-        (30, 10, 300, 2_000, 1) if args.quick else (200, 100, 2_000, 10_000, 3)
-    )
-
-    with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
-        root = Path(folder)
-        rtt = trio.run(tcp_ping_pong, max(n, 200))
-        make_cell(root / "nodes", ["alice", "bruno", "carole", "alone"])
-        local = local_send_rate(root / "nodes", m)
-        progress("in-process nodes…")
-        inproc = trio.run(in_process, root / "nodes", n, m)
-        progress("node processes…")
-        make_cell(root / "processes", ["alice", "bruno", "carole"])
-        procs = processes(root / "processes", n_proc, m, args.seed)
-        progress("sync efficiency…")
-        make_cell(root / "memnet", ["alice", "bruno"])
-        sync = sync_efficiency(root / "memnet", size, args.seed, repeat)
-
-    print(f"date: {datetime.date.today()}")
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
-    print()
-    print("| measure | value | reference (same run) | ratio |")
-    print("|---|---|---|---|")
-    r50, r99 = percentile(rtt, 0.5) * 1000, percentile(rtt, 0.99) * 1000
-    for label, flow in (
-        ("in-process nodes", inproc),
-        ("processes, written by a third process (+ A's poll, ≤ 0.25 s)", procs),
-    ):
-        for q, ref in ((0.5, r50), (0.99, r99)):
-            value = percentile(flow.latency, q) * 1000
-            print(
-                f"| latency A → B stored, {label}, p{int(q * 100)} of {len(flow.latency)} "
-                f"| {value:.2f} ms | TCP ping-pong round trip {ref:.3f} ms | {value / ref:.0f} |"
-            )
-        part = percentile(flow.sending, 0.5) * 1000
-        fastest = min(flow.latency) * 1000
-        print(
-            f"| … fastest; `Rooms.send` on A (p50) | {fastest:.2f} ms; {part:.2f} ms "
-            f"| {r50:.3f} ms | {fastest / r50:.0f} |"
-        )
-    for label, flow in (("in-process nodes", inproc), ("processes", procs)):
-        for what, seconds in (("stored at A", flow.accepted), ("at B and C", flow.delivered)):
-            rate = m / seconds
-            print(
-                f"| 3-member room, {label}: {m} messages {what} "
-                f"| {rate:.0f} /s | `Rooms.send` alone {local:.0f} /s | {rate / local:.2f} |"
-            )
-        sent = flow.wire["events-pushed"] + flow.wire["events-served"]
-        print(
-            f"| … events sent per event delivered ({label}) "
-            f"| {sent / (2 * m):.2f} ({flow.wire['events-duplicate']} duplicates received) "
-            f"| 1 (each recipient once) | {sent / (2 * m):.2f} |"
-        )
-    for case, label in (("random", "1 % missing at random"), ("last", "the last 1 % missing")):
-        out = sync[case]
-        print(
-            f"| sync, {size} events, {label} ({out.missing}; {out.pending_before} pending on B): "
-            f"bytes both ways until B holds all "
-            f"| {out.bytes:,} B in {out.messages} messages ({out.bytes_settled:,} B in "
-            f"{out.messages_settled} with the receipt after) "
-            f"| the missing events {out.missing_bytes:,} B | {out.bytes / out.missing_bytes:.2f} |"
-        )
-        print(
-            f"| … requests by B; wall time | {out.wants} `want`; {out.seconds * 1000:.0f} ms "
-            f"| storing them into B directly {out.local_seconds * 1000:.0f} ms "
-            f"| {out.seconds / out.local_seconds:.2f} |"
-        )
-    none = sync["none"]
-    print(
-        f"| sync, {size} events, nothing missing: bytes both ways "
-        f"| {none.bytes_settled:,} B in {none.messages_settled} messages | — | — |"
-    )
-    print()
-    for case, out in sync.items():
-        print(f"messages of the '{case}' case: {out.by_type}")
-        print(
-            f"  wall times (s): {[round(x, 3) for x in out.all_seconds]}, "
-            f"local: {[round(x, 3) for x in out.all_local]}"
-        )
+    params = SHORT if args.short else FULL
+    if args.seed is not None:
+        params = dataclasses.replace(params, seed=args.seed)
+    common.run_alone(collect, params, args)
 
 
 if __name__ == "__main__":
