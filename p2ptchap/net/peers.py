@@ -137,6 +137,10 @@ class PeerSettings:
     #: Addresses learnt from mDNS or gossip are forgotten after this many
     #: failed dials in a row (static ones never are).
     forget_after: int = 6
+    #: A connection we dialled that ends sooner than this counts as a failed
+    #: dial (the peer, or one of its quotas, closed it at once): the next
+    #: dial backs off instead of following at once.
+    stable_after: float = 10.0
     #: Incoming connections still in their handshake, in all and per address.
     max_handshakes: int = 32
     max_handshakes_per_host: int = 4
@@ -159,6 +163,8 @@ class _AddressState:
     next_attempt: float = 0.0
     dialing: bool = False
     self_until: float = 0.0
+    #: The last connection made through this address ended before ``stable_after``.
+    short_lived: bool = False
     #: The device last reached at this address: no need to dial while it is
     #: connected (perhaps by its own dial to us).
     device: DeviceKey | None = None
@@ -441,6 +447,9 @@ class PeerManager:
                 ok = False
             if not ok:
                 self._backoff(address, state, "connection failed")
+            elif state.short_lived:
+                state.short_lived = False
+                self._backoff(address, state, "closed soon after the handshake")
             else:
                 # It was up and has ended (or was a duplicate): wait a little
                 # before dialling again, so a flapping link cannot spin us.
@@ -494,7 +503,6 @@ class PeerManager:
         if not await self._within_quotas(connection, verified, address):
             return False
         if state is not None:
-            state.failures = 0
             state.device = verified.device.device_key
         peer = Peer(
             verified,
@@ -523,6 +531,7 @@ class PeerManager:
                 self.application.connected(peer)
             await self._run_peer(peer)
         finally:
+            self._judge(peer, state)
             if self.application is not None:
                 self.application.disconnected(peer)
             if self._peers.get(peer.device_key) is peer:
@@ -536,6 +545,18 @@ class PeerManager:
                 self._announce()
             self._wake_dialer.set()
         return True
+
+    def _judge(self, peer: Peer, state: _AddressState | None) -> None:
+        """Only a connection that lasted clears its address's failures.
+
+        One closed at once (by a quota of the peer's) must not be redialled at once.
+        """
+        if state is None:
+            return
+        if trio.current_time() - peer.opened >= self.settings.stable_after:
+            state.failures = 0
+        else:
+            state.short_lived = True
 
     async def _authenticate_logged(
         self, connection: SecureConnection, address: Address, we_initiated: bool

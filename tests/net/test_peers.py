@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -121,6 +122,28 @@ async def test_a_revoked_device_is_refused(org: Org, net: Net) -> None:
     # after each message 3 that she is connected, until Alice drops her:
     # in XX the initiator is authenticated last.)
     assert a.peers() == []
+
+
+async def test_a_peer_whose_quota_closes_us_at_once_is_redialled_with_backoff(
+    org: Org, rng: Rng
+) -> None:
+    alice, bruno = org.member("alice@x.gouv.fr", "Alice"), org.member("bruno@x.gouv.fr", "Bruno")
+    full = dataclasses.replace(FAST, max_peers_per_host=0)  # Bruno refuses everyone
+    patient = dataclasses.replace(FAST, backoff_max=1.0)
+    async with trio.open_nursery() as nursery:
+        b = PeerManager(local_device(bruno, org), rng=rng, settings=full)
+        port_b: int = await nursery.start(b.run, "127.0.0.1", 0)
+        a = PeerManager(local_device(alice, org), rng=rng, settings=patient)
+        await nursery.start(a.run, "127.0.0.1", 0)
+        a.add_address("127.0.0.1", port_b, "static")
+        await trio.sleep(3)
+        refused = b.counters["over-quota:peers-per-host"]
+        # Each refusal doubles Alice's wait (0.05 s up to 1 s, jittered ±50 %):
+        # at most about nine dials in three seconds; without the back-off
+        # she came back every ~0.05 s, dozens of times.
+        assert 1 <= refused <= 12, refused
+        assert a._addresses[("127.0.0.1", port_b)].failures >= 3
+        nursery.cancel_scope.cancel()
 
 
 async def test_our_own_address_is_recognised_and_not_dialled_again(org: Org, net: Net) -> None:
