@@ -280,6 +280,25 @@ class Files:
                 return True
         return False
 
+    def may_ask(self, account: AccountKey, kind: Kind, email: str, root: bytes) -> bool:
+        """Whether we may ask a peer of ``account`` for ``root`` (asking is not serving).
+
+        A peer we would serve (:meth:`may_serve`), or one whose account wrote
+        a kept message naming the file in a room we read: it made (or
+        forwarded) that file, so the question tells it nothing it does not
+        know — and it may be the only one holding it, removed from the room
+        before anyone fetched it.  It serves us if its own state lets it.
+        """
+        if self.may_serve(account, kind, email, root):
+            return True
+        for _root, event, room in self._refs(root):
+            if not self._we_read(room) or event in self._redacted(room):
+                continue
+            message = self.rooms.store.live(room).events.get(event)
+            if message is not None and message.account == account:
+                return True
+        return False
+
     def kept_roots(self) -> set[bytes]:
         """Blobs to keep: named by a kept message of a room we still read."""
         redacted: dict[bytes, set[codec.Value]] = {}
@@ -300,6 +319,8 @@ class Files:
         """Delete the blobs no kept message names (a file being sent is spared an hour).
 
         ``busy`` blobs (downloads in progress) are kept whatever names them.
+        Files no record names (left by an import killed midway) go too, an
+        hour after they were last written.
         """
         kept = self.kept_roots() | (busy or set())
         now = int(self.rooms.clock())
@@ -311,7 +332,11 @@ class Files:
         removed = self.blobs.remove(sorted(old - kept))
         if removed:
             log.info("removed %d file(s) no longer named by a kept message", removed)
-        return removed
+        # What a process killed while importing left behind, once surely abandoned.
+        strays = self.blobs.remove_strays(IMPORT_GRACE)
+        if strays:
+            log.info("removed %d unrecorded file(s) left by interrupted imports", strays)
+        return removed + strays
 
     def auto_candidates(self, limit: int) -> list[tuple[bytes, int]]:
         """Files to fetch by themselves: up to ``limit`` bytes, named by a kept

@@ -929,19 +929,23 @@ class Replicator:
 
     def _trust_items(self) -> dict[bytes, tuple[TrustKind, bytes]]:
         if self._trust_cache is None:
-            items: dict[bytes, tuple[TrustKind, bytes]] = {}
-            accounts, devices = self.directory.certificates()
-            for kind, raws in (
-                (TrustKind.ACCOUNT, [a.raw for a in accounts]),
-                (TrustKind.DEVICE, [d.raw for d in devices]),
-                (TrustKind.REVOCATION, [r.raw for r in self.trust.revocations()]),
-                (TrustKind.SUMMARY, self.directory.summaries()),
-                (TrustKind.PREKEY, [raw for _, raw in self.rooms.prekey_records()]),
-            ):
-                for raw in raws:
-                    items[sync.trust_id(kind, raw)] = (kind, raw)
-            self._trust_cache = items
+            self._trust_cache = self._stored_trust()
         return self._trust_cache
+
+    def _stored_trust(self) -> dict[bytes, tuple[TrustKind, bytes]]:
+        """Every trust item the stores hold, by id (read afresh)."""
+        items: dict[bytes, tuple[TrustKind, bytes]] = {}
+        accounts, devices = self.directory.certificates()
+        for kind, raws in (
+            (TrustKind.ACCOUNT, [a.raw for a in accounts]),
+            (TrustKind.DEVICE, [d.raw for d in devices]),
+            (TrustKind.REVOCATION, [r.raw for r in self.trust.revocations()]),
+            (TrustKind.SUMMARY, self.directory.summaries()),
+            (TrustKind.PREKEY, [raw for _, raw in self.rooms.prekey_records()]),
+        ):
+            for raw in raws:
+                items[sync.trust_id(kind, raw)] = (kind, raw)
+        return items
 
     def _view(self, peer: _Peer) -> dict[bytes, tuple[TrustKind, bytes]]:
         """The trust items ``peer`` may receive.
@@ -1037,7 +1041,7 @@ class Replicator:
     def _on_trust_items(self, peer: _Peer, message: sync.TrustItems) -> None:
         order = list(TrustKind)
         items = sorted(message.items, key=lambda item: order.index(item[0]))
-        fresh: list[tuple[TrustKind, bytes]] = []
+        taken: list[tuple[bytes, TrustKind, bytes]] = []
         revoked = False
         for kind, raw in items:
             identifier = sync.trust_id(kind, raw)
@@ -1067,14 +1071,38 @@ class Replicator:
                 self._refused_trust.add(identifier)
                 log.debug("refused a %s from %s: %s", kind.value, peer.verified.account.email, exc)
                 continue
-            self._trust_items()[identifier] = (kind, raw)
-            fresh.append((kind, raw))
+            taken.append((identifier, kind, raw))
+        fresh = self._kept(taken)
         if fresh:
             self.counters["trust-received"] += len(fresh)
             # Passed on at once, not at the next round: a revocation crosses
             # the cell in one message per hop.
             self._spread_trust(fresh, but=peer.key)
             self.trust_changed(revoked)
+
+    def _kept(self, taken: list[tuple[bytes, TrustKind, bytes]]) -> list[tuple[TrustKind, bytes]]:
+        """Of the items the stores took without complaint, those they now hold.
+
+        A store keeps only the newest of some items — a room's summary, an
+        account's certificate — and takes an older one silently.  Such an
+        item is not new here: passed on, it would come back as "new" from
+        every peer that does not keep it either, round and round for ever.
+        It is refused instead (not asked for again).
+        """
+        if not taken:
+            return []
+        held = self._stored_trust()
+        fresh = []
+        for identifier, kind, raw in taken:
+            if identifier in held:
+                self._trust_items()[identifier] = (kind, raw)
+                fresh.append((kind, raw))
+                continue
+            self.counters[f"superseded-trust:{kind.value}"] += 1
+            if len(self._refused_trust) > MAX_REFUSED_TRUST:
+                self._refused_trust.clear()
+            self._refused_trust.add(identifier)
+        return fresh
 
     def _add_device(self, raw: bytes) -> None:
         device = parse_device_certificate(raw)

@@ -14,8 +14,11 @@ node starts.
 It serves a file to a peer only if our state of some room naming the file
 lets that peer's account read the room in full (a member, or any agent in
 a public room); a peer that may not have it is told, as one that asks for a
-file nobody has, that we hold nothing.  Chunks are read from disk by a
-per-peer sender task, a bounded number queued at a time, so neither a fast
+file nobody has, that we hold nothing.  It asks for a file only those same
+peers, and the author of a message naming it (who may have been removed
+from the room before anyone fetched the file, and who still serves those
+its own state counts as members).  Chunks are read from disk by a per-peer
+sender task, a bounded number queued at a time, so neither a fast
 downloader nor many of them can make us hold much memory; a peer that
 sends a chunk or leaves that fail their check is dropped as a source of
 that file, and after :data:`MAX_STRIKES` such lies, of every file for an
@@ -29,6 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -36,6 +40,8 @@ import trio
 from p2ptchap.core import codec
 from p2ptchap.core.errors import N_, DecodeError, LocalError, StorageError
 from p2ptchap.core.files import chunk_count
+from p2ptchap.core.identity import Kind
+from p2ptchap.core.keys import AccountKey
 from p2ptchap.core.transfer import (
     Chunk,
     ChunkRequest,
@@ -94,6 +100,8 @@ class _Peer(PeerQueue[_Outgoing]):
     queued_bytes: int = 0
     #: root → (trio time, allowed): the access decision, cached a little
     allowed: dict[bytes, tuple[float, bool]] = dataclasses.field(default_factory=dict)
+    #: root → (trio time, askable): whether we may ask it for the file, likewise
+    askable: dict[bytes, tuple[float, bool]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -295,23 +303,37 @@ class FileExchange:
     # --- serving -----------------------------------------------------------------------
 
     def _allowed(self, peer: _Peer, root: bytes) -> bool:
+        """Whether ``peer`` may be served ``root`` (see :meth:`Files.may_serve`)."""
+        return self._judged(peer, root, peer.allowed, self.files.may_serve, "refused-file")
+
+    def _askable(self, peer: _Peer, root: bytes) -> bool:
+        """Whether we may ask ``peer`` for ``root`` (see :meth:`Files.may_ask`)."""
+        return self._judged(peer, root, peer.askable, self.files.may_ask, None)
+
+    def _judged(
+        self,
+        peer: _Peer,
+        root: bytes,
+        cache: dict[bytes, tuple[float, bool]],
+        rule: Callable[[AccountKey, Kind, str, bytes], bool],
+        refusal: str | None,
+    ) -> bool:
+        """``rule`` for a valid peer's account and ``root``, cached a little in ``cache``."""
         now = trio.current_time()
-        cached = peer.allowed.get(root)
+        cached = cache.get(root)
         if cached is not None and now - cached[0] < 10.0:
             return cached[1]
         verified = peer.link.verified
         account, device = verified.account, verified.device
-        allowed = self.files.rooms.directory.sender(
+        decided = self.files.rooms.directory.sender(
             account.account_key, device.device_key
-        ) is not None and self.files.may_serve(
-            account.account_key, account.kind, account.email, root
-        )
-        if len(peer.allowed) > 1024:
-            peer.allowed.clear()
-        peer.allowed[root] = (now, allowed)
-        if not allowed:
-            self.counters["refused-file"] += 1
-        return allowed
+        ) is not None and rule(account.account_key, account.kind, account.email, root)
+        if len(cache) > 1024:
+            cache.clear()
+        cache[root] = (now, decided)
+        if not decided and refusal is not None:
+            self.counters[refusal] += 1
+        return decided
 
     def _answer_query(self, peer: _Peer, root: bytes) -> None:
         info = self.blobs.info(root)
@@ -409,8 +431,8 @@ class FileExchange:
     def _query(self, peer: _Peer, root: bytes) -> None:
         download = self._downloads.get(root)
         # Asked only of peers that may hold it by our rules (readers of a
-        # room naming it): the question itself tells what we fetch.
-        if download is None or self._struck(peer.key) or not self._allowed(peer, root):
+        # room naming it, or its author): the question tells what we fetch.
+        if download is None or self._struck(peer.key) or not self._askable(peer, root):
             return
         download.queried[peer.key] = trio.current_time()
         self._queue(peer, Query(root))

@@ -453,6 +453,48 @@ class BlobStore:
     def roots(self) -> list[bytes]:
         return [r[0] for r in self.db.query("SELECT root FROM blobs") if isinstance(r[0], bytes)]
 
+    def strays(self) -> list[Path]:
+        """Files of the blob folder that no record names, oldest name first.
+
+        What a process killed at the wrong moment leaves: an import cut
+        short (its ``.*.tmp``, which :meth:`import_file` removes only if it
+        lives to), or a blob put in place by an import killed before it
+        recorded it.
+        """
+        known = {root.hex() for root in self.roots()}
+        try:
+            found = [
+                path
+                for path in self.folder.iterdir()
+                if path.name not in known and path.is_file() and not path.is_symlink()
+            ]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise _os_error("read", self.folder, exc) from exc
+        return sorted(found)
+
+    def remove_strays(self, older_than: float) -> int:
+        """Delete the :meth:`strays` nobody wrote to for ``older_than`` seconds; how many.
+
+        An import in progress writes its temporary file all along, and a blob
+        put in place is recorded a moment later: neither is taken for a
+        stray that old, even while another process runs them.
+        """
+        limit = self.clock() - older_than
+        removed = 0
+        for path in self.strays():
+            try:
+                if path.lstat().st_mtime >= limit:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue  # gone meanwhile: its import finished, or failed
+            except OSError as exc:
+                raise _os_error("remove", path, exc) from exc
+            removed += 1
+        return removed
+
     def remove(self, roots: Iterable[bytes]) -> int:
         removed = 0
         for root in roots:

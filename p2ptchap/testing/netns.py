@@ -18,6 +18,9 @@ Faults a host can suffer, for chaos tests:
   up: a cable pulled out and plugged back in.
 * :meth:`Host.drop` makes its link lossy with nftables in the bridge
   namespace, so the host's own sockets see no error, as with a bad cable.
+* :meth:`Lan.split` cuts the LAN into groups of hosts that keep reaching
+  each other but no other group (a switch cut in two), :meth:`Lan.join`
+  puts it back together.
 
 This kernel has no ``netem``: delay belongs to the in-memory fault-injecting
 transport, not here.
@@ -36,7 +39,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from p2ptchap.core.errors import LocalError
@@ -219,12 +222,17 @@ class Host:
         return process
 
     def call(
-        self, argv: Sequence[str], timeout: float = COMMAND_TIMEOUT
+        self,
+        argv: Sequence[str],
+        timeout: float = COMMAND_TIMEOUT,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in this host's namespace to completion; never raises on failure.
 
-        Standard output and error are captured as text.  Raises
-        :class:`subprocess.TimeoutExpired` if it outlives ``timeout`` seconds.
+        Standard output and error are captured as text; ``env`` replaces the
+        environment (as for Popen), else it is inherited.  Raises
+        :class:`subprocess.TimeoutExpired` if it outlives ``timeout`` seconds
+        (the program is killed first).
         """
         command = ["ip", "netns", "exec", self.name, *argv]
         return subprocess.run(  # noqa: S603 — running the caller's argv is the point
@@ -233,6 +241,7 @@ class Host:
             text=True,
             timeout=timeout,
             check=False,
+            env=None if env is None else dict(env),
         )
 
     def ping(self, address: str, timeout: float = 1.0) -> bool:
@@ -298,20 +307,7 @@ class Host:
         return f"p2pt_drop_{self.bridge_port}"
 
     def _nft(self, script: str) -> None:
-        argv = ["ip", "netns", "exec", self.bridge_namespace, "nft", "-f", "-"]
-        try:
-            done = subprocess.run(  # noqa: S603 — fixed program, script built here
-                argv,
-                input=script,
-                capture_output=True,
-                text=True,
-                timeout=COMMAND_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise NetnsError(f"nft: {exc}") from exc
-        if done.returncode != 0:
-            raise NetnsError(f"nft: {done.stderr.strip()}")
+        _nft(self.bridge_namespace, script)
 
     def _stop_processes(self) -> None:
         """Terminate, then kill, every process :meth:`run` started that still runs."""
@@ -326,6 +322,28 @@ class Host:
         self._processes.clear()
 
 
+def _nft(namespace: str, script: str) -> None:
+    """Load an nftables ``script`` in ``namespace`` (one atomic transaction)."""
+    argv = ["ip", "netns", "exec", namespace, "nft", "-f", "-"]
+    try:
+        done = subprocess.run(  # noqa: S603 — fixed program, script built here
+            argv,
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetnsError(f"nft: {exc}") from exc
+    if done.returncode != 0:
+        raise NetnsError(f"nft: {done.stderr.strip()}")
+
+
+#: The nftables table of :meth:`Lan.split`, in the bridge namespace.
+_SPLIT_TABLE: Final = "p2pt_split"
+
+
 @dataclasses.dataclass(frozen=True)
 class Lan:
     """The hosts of a :func:`lan`, and the bridge namespace linking them."""
@@ -334,6 +352,58 @@ class Lan:
     #: The /24 every host address lies in, e.g. ``"10.231.17.0/24"``.
     subnet: str
     hosts: tuple[Host, ...]
+
+    def split(self, *groups: Sequence[Host]) -> None:
+        """Cut the LAN into ``groups``: a group's hosts reach each other, no other group.
+
+        Every frame the bridge would forward from a port of one group to a
+        port of another is dropped (multicast included: mDNS stops at the
+        cut too), so each side keeps a working LAN of its own, as when a
+        switch is cut in two.  Hosts in no group still reach everyone.
+        Calling it again replaces the split; :meth:`join` removes it.
+
+        Raises :class:`ValueError` if a host is in two groups or is not of
+        this LAN, :class:`NetnsError` if nftables is not installed.
+        """
+        ports = [[host.bridge_port for host in group] for group in groups]
+        flat = [port for group in ports for port in group]
+        if len(flat) != len(set(flat)):
+            raise ValueError("a host is in two groups")
+        if not set(flat) <= {host.bridge_port for host in self.hosts}:
+            raise ValueError("a host is not on this LAN")
+        reason = nft_available()
+        if reason is not None:
+            raise NetnsError(reason)
+        rules = []
+        for index, group in enumerate(ports):
+            others = [port for other in ports[index + 1 :] for port in other]
+            if group and others:
+                mine = ", ".join(f'"{port}"' for port in group)
+                theirs = ", ".join(f'"{port}"' for port in others)
+                rules.append(f"    iifname {{ {mine} }} oifname {{ {theirs} }} drop\n")
+                rules.append(f"    iifname {{ {theirs} }} oifname {{ {mine} }} drop\n")
+        # As in Host.drop: declaring the table makes the delete always valid,
+        # and the whole script is one atomic nft transaction.
+        _nft(
+            self.bridge_namespace,
+            f"table bridge {_SPLIT_TABLE}\n"
+            f"delete table bridge {_SPLIT_TABLE}\n"
+            f"table bridge {_SPLIT_TABLE} {{\n"
+            f"  chain forward {{\n"
+            f"    type filter hook forward priority -1; policy accept;\n"
+            f"{''.join(rules)}"
+            f"  }}\n"
+            f"}}\n",
+        )
+
+    def join(self) -> None:
+        """Undo :meth:`split`; harmless if the LAN is whole."""
+        if nft_available() is not None:
+            return
+        _nft(
+            self.bridge_namespace,
+            f"table bridge {_SPLIT_TABLE}\ndelete table bridge {_SPLIT_TABLE}\n",
+        )
 
 
 @contextlib.contextmanager

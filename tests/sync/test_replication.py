@@ -451,3 +451,33 @@ async def test_a_member_whose_invitation_was_voided_concurrently_learns_it(
         assert b"after the heal" not in [m.body for m in n.rooms.messages(room, limit=100)]
         said = [e for e in c.rooms.store.live(room).events.values() if e.type is EventType.MESSAGE]
         assert said and not set(n.rooms.store.live(room).events) & {e.id for e in said}
+
+
+async def test_a_superseded_forum_summary_is_not_passed_around_for_ever(
+    cell: SyncCell, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Found by the chaos run: ``trust-received`` grew by the thousand on every node.
+
+    A node that receives an older summary than the one it keeps does not
+    store it; it used to count it as new all the same and pass it to every
+    other peer, each of which did likewise — round and round, for ever.
+    """
+    async with cell.running():
+        a, b, c = await cell.add_many("a", "b", "c")
+        cell.net.mesh()
+        room = a.rooms.create("Forum", public=True).room
+        await trio.sleep(5)
+        old = a.rooms.directory.summary(room)
+        assert old is not None and c.rooms.directory.summary(room) == old
+        cell.net.partition(["a", "b"], ["c"])
+        b.rooms.join(room)  # b's node publishes a newer summary (two members)
+        await trio.sleep(5)
+        cell.net.heal()  # c still offers the old one
+        await trio.sleep(30)
+        newest = a.rooms.directory.summary(room)
+        assert newest is not None and newest.members == 2 and newest != old
+        assert all(n.rooms.directory.summary(room) == newest for n in (a, b, c))
+        before = {n.name: n.replicator.counters["trust-received"] for n in (a, b, c)}
+        await trio.sleep(60)
+        after = {n.name: n.replicator.counters["trust-received"] for n in (a, b, c)}
+        assert after == before, (before, after)
