@@ -57,7 +57,7 @@ if __name__ == "__main__" and len(sys.argv) > 1:
         import p2ptchap.core.sync
         import p2ptchap.core.transfer  # noqa: F401 - imported to be instrumented
 
-from p2ptchap.core import codec, cose, identity, peerwire, revocation, sync, transfer
+from p2ptchap.core import cose, identity, peerwire, revocation, sync, transfer
 from p2ptchap.core.authority import parse_trust_file
 from p2ptchap.core.channel import (
     LENGTH_PREFIX,
@@ -70,6 +70,7 @@ from p2ptchap.core.envelope import seal
 from p2ptchap.core.errors import DecodeError, RemoteError, VerificationError
 from p2ptchap.core.events import EVENT_CONTEXT, InvalidEvent, parse_event, reload_event
 from tests.conftest import endpoint, make_rng
+from tests.fuzz.formats import encode_peerwire, parse_transfer
 from tests.fuzz.world import world
 
 # --- frames ----------------------------------------------------------------------------------
@@ -188,24 +189,9 @@ def target_sync(data: bytes) -> None:
     _strict(sync.decode_bytes, sync.encode, data)  # type: ignore[arg-type]
 
 
-def _transfer(data: bytes) -> transfer.FileMessage:
-    return transfer.decode(codec.expect_map(codec.decode(data, transfer.LIMITS), "message"))
-
-
-def _peerwire_encode(value: object) -> bytes:
-    if isinstance(value, peerwire.Hello):
-        return peerwire.encode_hello(value.port)
-    if isinstance(value, peerwire.Peers):
-        # The literal encoding: the protocol leaves the order of a peers
-        # list free (encode_peers sorts and deduplicates what it sends).
-        return codec.encode({"t": "peers", "addrs": [list(a) for a in value.addresses]})
-    assert isinstance(value, peerwire.Other)
-    return codec.encode(value.body)
-
-
 def target_peerwire(data: bytes) -> None:
-    _strict(peerwire.decode, _peerwire_encode, data)
-    _strict(_transfer, transfer.encode, data)  # type: ignore[arg-type]
+    _strict(peerwire.decode, encode_peerwire, data)
+    _strict(parse_transfer, transfer.encode, data)  # type: ignore[arg-type]
 
 
 # --- identity --------------------------------------------------------------------------------

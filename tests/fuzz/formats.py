@@ -160,11 +160,11 @@ def _parse_event(data: bytes) -> object:
 # --- unsigned messages -------------------------------------------------------------------------
 
 
-def _parse_transfer(data: bytes) -> transfer.FileMessage:
+def parse_transfer(data: bytes) -> transfer.FileMessage:
     return transfer.decode(codec.expect_map(codec.decode(data, transfer.LIMITS), "message"))
 
 
-def _encode_peerwire(value: object) -> bytes:
+def encode_peerwire(value: object) -> bytes:
     if isinstance(value, peerwire.Hello):
         return peerwire.encode_hello(value.port)
     if isinstance(value, peerwire.Peers):
@@ -336,8 +336,8 @@ FORMATS: Final = (
         _sealer(SUMMARY_CONTEXT, _alice_device),
         signed=True,
     ),
-    Format("transfer", _parse_transfer, (DecodeError,), transfer.encode),  # type: ignore[arg-type]
-    Format("peerwire", peerwire.decode, (DecodeError,), _encode_peerwire),
+    Format("transfer", parse_transfer, (DecodeError,), transfer.encode),  # type: ignore[arg-type]
+    Format("peerwire", peerwire.decode, (DecodeError,), encode_peerwire),
     Format("pairing", pairing.decode, (DecodeError,), pairing.encode),  # type: ignore[arg-type]
     Format(
         "descriptor",
