@@ -24,6 +24,7 @@ from typing import TextIO
 
 from p2ptchap.core.errors import N_, LocalError
 from p2ptchap.i18n import choose_language
+from p2ptchap.ui.cli_chat import stop_child
 from p2ptchap.ui.demo import ALICE, CELL, DemoFailed, _Demo, _die_with_the_demo
 
 #: What the preparation printed, kept in the demo's folder while it runs.
@@ -67,11 +68,6 @@ def demo_cell(tr: Callable[[str], str], out: TextIO) -> Iterator[Path]:
             yield root / ALICE.home
         finally:
             if colleagues is not None:
-                colleagues.terminate()
-                try:
-                    colleagues.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    colleagues.kill()
-                    colleagues.wait(timeout=5)
+                stop_child(colleagues)
             demo.stop_everything()
     shutil.rmtree(root, ignore_errors=True)

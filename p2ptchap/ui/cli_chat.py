@@ -42,7 +42,7 @@ def cmd_chat(ctx: Context, args: argparse.Namespace) -> int:
         result = asyncio.run(app.run_async())
     finally:
         if node is not None:
-            _stop(node)
+            stop_child(node)
             ctx.say("Node stopped.")
     return result if result == 0 else EXIT_FAILURE
 
@@ -61,7 +61,8 @@ def _chat_demo(ctx: Context) -> int:
     return result if result == 0 else EXIT_FAILURE
 
 
-def _stop(node: subprocess.Popen[bytes]) -> None:
+def stop_child(node: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the child has not exited within 10 s."""
     node.terminate()
     try:
         node.wait(timeout=10)
