@@ -134,9 +134,11 @@ class PeerSettings:
     max_from_gossip: int = 512
     #: How long an address that led back to ourselves is left alone.
     self_retry: float = 300.0
-    #: Addresses learnt from mDNS or gossip are forgotten after this many
-    #: failed dials in a row (static ones never are).
+    #: Addresses learnt from gossip are forgotten after this many failed
+    #: dials in a row (static ones never are); mDNS ones are then dialled
+    #: every ``stale_retry`` seconds until their announcement is withdrawn.
     forget_after: int = 6
+    stale_retry: float = 15.0
     #: A connection we dialled that ends sooner than this counts as a failed
     #: dial (the peer, or one of its quotas, closed it at once): the next
     #: dial backs off instead of following at once.
@@ -462,15 +464,23 @@ class PeerManager:
 
     def _backoff(self, address: Address, state: _AddressState, why: str) -> None:
         state.failures += 1
-        if state.via != "static" and state.failures >= self.settings.forget_after:
-            # Learnt from mDNS or gossip and dead for a while: forget it, so a
-            # stale or planted address book cannot keep us dialling forever.
+        stale = state.failures >= self.settings.forget_after
+        if stale and state.via not in ("static", "mdns"):
+            # Learnt from gossip and dead for a while: forget it, so a stale
+            # or planted address book cannot keep us dialling forever.
             self._addresses.pop(address, None)
             log.debug("%s:%d forgotten after %d failures", *address, state.failures)
             return
         delay = min(
-            self.settings.backoff_max, self.settings.backoff_min * 2 ** (state.failures - 1)
+            self.settings.backoff_max,
+            self.settings.backoff_min * 2 ** min(state.failures - 1, 16),
         )
+        if stale and state.via == "mdns":
+            # Its announcement still stands.  When a partition heals, mDNS
+            # says nothing new (the records are cached for ~19 min and
+            # known answers suppress replies): only dialling finds the peer
+            # again.  Slowly, then; its withdrawal (PeerGone) forgets it.
+            delay = self.settings.stale_retry
         delay *= 0.5 + self._jitter()
         state.next_attempt = trio.current_time() + delay
         log.debug("%s:%d %s; next try in %.1f s", *address, why, delay)

@@ -31,7 +31,7 @@ pytestmark = [
 def test_a_short_chaos_run_loses_nothing(seed: int, tmp_path: Path) -> None:
     settings = Settings(
         seed=seed,
-        steps=22,
+        steps=18,
         nodes=6,
         pace=0.2,
         big_file=3 * MIB,

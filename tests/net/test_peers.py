@@ -223,3 +223,33 @@ async def test_each_source_has_its_own_quota_in_the_address_book(org: Org, rng: 
     assert {s.via for s in manager._addresses.values()} == {"mdns", "gossip", "static"}
     manager.forget_address("10.9.0.1", 7755)  # its announcement was withdrawn
     assert ("10.9.0.1", 7755) not in manager._addresses
+
+
+async def test_a_peer_announced_by_mdns_is_dialled_again_after_a_long_outage(
+    org: Org, net: Net, rng: Rng
+) -> None:
+    """Found by the chaos run: a host cut off for ~30 s was never reconnected.
+
+    Its mDNS address was forgotten after ``forget_after`` failed dials, and
+    mDNS says nothing new when a partition heals (cached records, known
+    answers suppressed), so neither side ever dialled the other again.
+    """
+    alice = org.member("alice@x.gouv.fr", "Alice")
+    bruno = org.member("bruno@x.gouv.fr", "Bruno")
+    settings = dataclasses.replace(FAST, stale_retry=0.5)
+    a = PeerManager(local_device(alice, org), rng=rng, settings=settings)
+    await net.nursery.start(a.run, "127.0.0.1", 0)
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # bruno's host is unreachable for now
+    a.add_address("127.0.0.1", port, "mdns")
+
+    def given_up_or_slowed() -> bool:
+        state = a._addresses.get(("127.0.0.1", port))
+        return state is None or state.failures > settings.forget_after
+
+    await wait_until(given_up_or_slowed, timeout=20)
+    b = PeerManager(local_device(bruno, org), rng=rng, settings=settings)
+    await net.nursery.start(b.run, "127.0.0.1", port)  # back, on the same address
+    await wait_until(lambda: emails(a) == {"bruno@x.gouv.fr"}, timeout=10)
