@@ -207,6 +207,8 @@ class ChatSession:
         #: Called on a new DM or mention from someone else (bell, desktop notice).
         self.on_alert: Callable[[str, str], None] = lambda _title, _text: None
         self._journal = 0
+        #: The receipts of the room shown when its timeline was last read.
+        self._receipts: tuple[bytes | None, tuple[int, int]] = (None, (0, 0))
         self._alerted_until = 0
         self._search: sqlite3.Connection | None = None
         self._indexed: set[bytes] = set()
@@ -292,11 +294,22 @@ class ChatSession:
         """Read what changed (new events from the node, our own actions) and redraw."""
         rooms = self.api
         arrivals = await self.db.run(rooms.store.arrivals, self._journal)
-        if not arrivals and not full:
+        # A receipt comes without an event: "received by N/M" under one's own
+        # messages changes though nothing new arrived in the room.
+        current = self.current
+        receipts = (
+            (current, await self.db.run(rooms.receipts.signature, current))
+            if current is not None
+            else (None, (0, 0))
+        )
+        if not arrivals and not full and receipts == self._receipts:
             return
         if arrivals:
             self._journal = arrivals[-1][0]
         changed = {room for _n, room, _i in arrivals}
+        if current is not None and receipts != self._receipts:
+            changed.add(current)
+        self._receipts = receipts
         self.snapshot = await self.db.run(self._build, changed, full)
         self._notify()
         self.on_change()
