@@ -68,7 +68,9 @@ class ReceiptStore:
         """
         rows = self.db.query("SELECT count(*), total(ts) FROM receipts WHERE room = ?", (room,))
         count, total = rows[0] if rows else (0, 0)
-        return int(count), int(total)
+        if not isinstance(count, int) or not isinstance(total, int | float):
+            return 0, 0
+        return count, int(total)
 
     def digest(self, room: bytes) -> bytes:
         """16 bytes that differ when two nodes hold different receipts for ``room``."""
