@@ -23,7 +23,9 @@ from typing import Any
 import trio
 
 from p2ptchap import accounts
-from p2ptchap.api.control import ControlServer
+from p2ptchap.api import operations
+from p2ptchap.api.control import ControlServer, Handler, Report
+from p2ptchap.api.worker import OperationsWorker
 from p2ptchap.core import identity
 from p2ptchap.core.channel import ChannelConfig, make_credentials
 from p2ptchap.core.errors import N_, StorageError, UsageError, VerificationError
@@ -130,6 +132,7 @@ class Node:
         self.home = home
         self.config = config
         self._clock = clock
+        self._rng = rng
         now = int(clock())
         self.account, self.trust, self._revocations = accounts.load_account(home, now)
         self.device = accounts.current_device(home)
@@ -188,6 +191,37 @@ class Node:
         self.control.register("file-download", self._cmd_file_download)
         self.control.register("file-cancel", self._cmd_file_cancel)
         self.control.register("file-progress", self._cmd_file_progress)
+        # The rooms, directory and file operations run on a thread of their
+        # own, with their own database connection: reading a long room or
+        # encrypting a large file never stalls the network meanwhile.
+        self.worker = OperationsWorker(
+            lambda: self._workspace(
+                Me(self.account, self.device, secrets.signing, secrets.exchange)
+            )
+        )
+        for name in operations.OPERATIONS:
+            self.control.register(name, self._operation_handler(name))
+
+    def _workspace(self, me: Me) -> operations.Workspace:
+        """On the worker thread: the rooms and files, on a connection of its own."""
+        db = Database(self.home.root / DB_NAME)
+        directory = DirectoryStore(
+            db, self.trust, lambda: self._revocations, lambda: int(self._clock())
+        )
+        rooms = Rooms(
+            db, directory, me, self._clock, self._rng, read_receipts=self.config.read_receipts
+        )
+        return operations.Workspace(rooms, open_files(rooms, self.home, self.config.files))
+
+    def _operation_handler(self, name: str) -> Handler:
+        async def handler(request: dict[str, Any], report: Report) -> Any:
+            arguments = {k: v for k, v in request.items() if k not in ("cmd", "progress")}
+            result = await self.worker.run(name, arguments, report)
+            if operations.OPERATIONS[name].writes:
+                self.replicator.nudge()  # what it signed goes out now, not at the next poll
+            return result
+
+        return handler
 
     def _verify(self, account: bytes, device: bytes) -> VerifiedDevice:
         verified = identity.verify_chain(
@@ -237,6 +271,10 @@ class Node:
             await self.peers.aclose_all()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    def close(self) -> None:
+        """After :meth:`run`: let a running operation finish, then close its connection."""
+        self.worker.close()
 
     async def _discover(self) -> None:
         assert self.port is not None
@@ -293,11 +331,11 @@ class Node:
         if dropped:
             log.warning(N_("disconnected %d peer(s) no longer valid (revoked or expired)"), dropped)
 
-    async def _cmd_peers(self, request: dict[str, Any]) -> list[dict[str, object]]:
+    async def _cmd_peers(self, request: dict[str, Any], _report: Report) -> list[dict[str, object]]:
         await trio.lowlevel.checkpoint()
         return [peer.describe() for peer in self.peers.peers()]
 
-    async def _cmd_status(self, request: dict[str, Any]) -> dict[str, object]:
+    async def _cmd_status(self, request: dict[str, Any], _report: Report) -> dict[str, object]:
         await trio.lowlevel.checkpoint()
         return {
             "email": self.account.email,
@@ -317,7 +355,9 @@ class Node:
             "waiting_for_keys": len(self.rooms.undecrypted()),
         }
 
-    async def _cmd_file_download(self, request: dict[str, Any]) -> dict[str, object]:
+    async def _cmd_file_download(
+        self, request: dict[str, Any], _report: Report
+    ) -> dict[str, object]:
         """``{root: hex, size: int}``: start (or resume) fetching a file; its progress."""
         await trio.lowlevel.checkpoint()
         root, size = _root(request), request.get("size")
@@ -325,11 +365,13 @@ class Node:
             raise UsageError("bad size", user_message=N_("A file size is a number of bytes."))
         return self.exchange.download(root, size)
 
-    async def _cmd_file_cancel(self, request: dict[str, Any]) -> bool:
+    async def _cmd_file_cancel(self, request: dict[str, Any], _report: Report) -> bool:
         await trio.lowlevel.checkpoint()
         return self.exchange.cancel(_root(request))
 
-    async def _cmd_file_progress(self, request: dict[str, Any]) -> dict[str, object]:
+    async def _cmd_file_progress(
+        self, request: dict[str, Any], _report: Report
+    ) -> dict[str, object]:
         """``{root: hex}``: that download's progress; without it, every download's."""
         await trio.lowlevel.checkpoint()
         return self.exchange.progress(_root(request) if "root" in request else None)

@@ -1,12 +1,16 @@
-"""The local control socket: how the CLI (and later the terminal app) talks to a running node.
+"""The local control socket: how the CLI, the terminal app and bots talk to a running node.
 
 A Unix socket ``HOME/control.sock``, mode 0600 inside the 0700 home folder,
 so only the node's owner can use it.  The protocol is JSON lines: one
-request object per line, ``{"cmd": NAME, ...}``, answered by one line
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": SENTENCE}``.
-Requests are at most 64 KiB; a client that sends more, or garbage, gets an
-error line and is disconnected.  Commands are registered by the node; later
-issues add theirs.
+request object per line, ``{"cmd": NAME, ...arguments}``, answered by one
+line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": SENTENCE,
+"message": TEMPLATE, "values": {...}, "kind": "usage"|"local"|"remote"|"internal"}``
+(the template and values let a client show the sentence in its own
+language).  A request with ``"progress": true`` to a long command may first
+get lines ``{"progress": {"done": N, "total": M}}``.  Requests are at most
+64 KiB; a client that sends more, or garbage, gets an error line and is
+disconnected.  No request, however wrong, and no bug in a command stops
+the node.  The full list of commands is in ``docs/protocol.md`` §7.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 import trio
 
-from p2ptchap.core.errors import N_, LocalError, StorageError
+from p2ptchap.core.errors import N_, LocalError, P2PTchapError, StorageError, UsageError
 
 log = logging.getLogger("p2ptchap.control")
 
@@ -32,7 +36,10 @@ MAX_REQUEST = 64 * 1024
 SOCKET_NAME = "control.sock"
 LOCK_NAME = "node.lock"
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+#: A command: the request, and a function that sends a progress line (a
+#: no-op unless the client asked for them with ``"progress": true``).
+Report = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[dict[str, Any], Report], Awaitable[Any]]
 
 
 class NodeNotRunning(LocalError):
@@ -49,6 +56,15 @@ class NodeAlreadyRunning(LocalError):
 
 class ControlError(LocalError):
     """The node answered a control request with an error."""
+
+
+class NodeUnresponsive(LocalError):
+    """A node took the request but did not answer it in time (or hung up)."""
+
+    default_message = N_(
+        "The node running in {home} did not answer in time; it may be busy. "
+        "Check with 'p2ptchap status' before trying again."
+    )
 
 
 def socket_path(home: Path) -> Path:
@@ -121,12 +137,12 @@ class ControlServer:
             buffer += data
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                await stream.send_all(await self._answer(line))
+                await stream.send_all(await self._answer(line, stream))
             if len(buffer) > MAX_REQUEST:
                 await stream.send_all(_error_line("request too large"))
                 return
 
-    async def _answer(self, line: bytes) -> bytes:
+    async def _answer(self, line: bytes, stream: trio.SocketStream) -> bytes:
         try:
             request = json.loads(line)
         except (ValueError, RecursionError):  # deep nesting exhausts the parser's stack
@@ -135,16 +151,65 @@ class ControlServer:
             return _error_line("request needs a 'cmd' string")
         handler = self._handlers.get(request["cmd"])
         if handler is None:
-            return _error_line(f"unknown command {request['cmd']!r}")
+            return _error_line(
+                f"unknown command {request['cmd']!r}",
+                N_("This node does not know the command '{command}'."),
+                {"command": request["cmd"]},
+            )
+
+        async def report(progress: dict[str, Any]) -> None:
+            if request.get("progress") is True:
+                await stream.send_all(_line({"progress": progress}))
+
         try:
-            result = await handler(request)
-        except LocalError as exc:
-            return _error_line(exc.render())
-        return (json.dumps({"ok": True, "result": result}, ensure_ascii=False) + "\n").encode()
+            result = await handler(request, report)
+        except P2PTchapError as exc:
+            return _error_line(exc.render(), exc.user_message, exc.params, _kind(exc))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise  # the client went away while we reported progress
+        except Exception:  # a bug in a command: said in the log, never fatal to the node
+            log.exception("control command %r failed", request["cmd"])
+            return _error_line(
+                "internal error",
+                N_("The node failed on this command (an internal error); its log says more."),
+                {},
+                "internal",
+            )
+        return _line({"ok": True, "result": result})
 
 
-def _error_line(message: str) -> bytes:
-    return (json.dumps({"ok": False, "error": message}, ensure_ascii=False) + "\n").encode()
+def _kind(error: P2PTchapError) -> str:
+    if isinstance(error, UsageError):
+        return "usage"
+    return "local" if isinstance(error, LocalError) else "remote"
+
+
+def _line(value: object) -> bytes:
+    return (json.dumps(value, ensure_ascii=False) + "\n").encode()
+
+
+def _plain(value: object) -> object:
+    """A message value as JSON has it: numbers and text as they are, the rest as text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _error_line(
+    message: str,
+    template: str | None = None,
+    values: dict[str, object] | None = None,
+    kind: str = "usage",
+) -> bytes:
+    return _line(
+        {
+            "ok": False,
+            "error": message,
+            "message": template or message,
+            "values": {k: _plain(v) for k, v in (values or {}).items()},
+            "kind": kind,
+        }
+    )
 
 
 def _lock(path: Path) -> int | None:
@@ -158,32 +223,67 @@ def _lock(path: Path) -> int | None:
     return fd
 
 
-def call(home: Path, cmd: str, timeout: float = 5.0, **arguments: Any) -> Any:
+def call(
+    home: Path,
+    cmd: str,
+    timeout: float = 5.0,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    **arguments: Any,
+) -> Any:
     """Send one command to the node running in ``home``; return its result.
 
-    Blocking (for the CLI).  Raises :class:`NodeNotRunning` or
-    :class:`ControlError`.
+    Blocking (for the CLI).  ``timeout`` bounds each wait for a line (a
+    progress line counts).  Raises :class:`NodeNotRunning` when no node
+    takes the connection (nothing was asked: the caller may do the work
+    itself), :class:`NodeUnresponsive` when the request went out but no
+    answer came (it may have been carried out: never do it again
+    blindly), and :class:`ControlError` (or :class:`UsageError`) with the
+    node's sentence when it refused.
     """
     path = socket_path(home)
+    request = {**arguments, "cmd": cmd}
+    if progress is not None:
+        request["progress"] = True
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout)
         try:
             client.connect(str(path))
-            client.sendall((json.dumps({"cmd": cmd, **arguments}) + "\n").encode())
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = client.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
         except OSError as exc:
             raise NodeNotRunning(str(exc), home=home) from exc
-    try:
-        answer = json.loads(reply)
-    except ValueError as exc:
-        raise NodeNotRunning("garbled answer", home=home) from exc
-    if not answer.get("ok"):
-        raise ControlError(
-            str(answer.get("error")), user_message="{error}", error=answer.get("error")
-        )
-    return answer.get("result")
+        try:
+            client.sendall(_line(request))
+            answer = _read_answer(client, progress)
+        except (OSError, ValueError) as exc:
+            raise NodeUnresponsive(str(exc), home=home) from exc
+    if not isinstance(answer, dict):
+        raise NodeUnresponsive("garbled answer", home=home)
+    if answer.get("ok") is True:
+        return answer.get("result")
+    error = str(answer.get("error"))
+    template = answer.get("message")
+    values = answer.get("values")
+    if not isinstance(template, str) or not isinstance(values, dict):
+        template, values = N_("{error}"), {"error": error}
+    if answer.get("kind") == "usage":
+        raise UsageError(error, user_message=template, **values)
+    raise ControlError(error, user_message=template, **values)
+
+
+def _read_answer(
+    client: socket.socket, progress: Callable[[dict[str, Any]], None] | None
+) -> object:
+    """Lines until the answer (progress lines go to ``progress``)."""
+    buffer = b""
+    while True:
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            answer = json.loads(line)
+            if isinstance(answer, dict) and "progress" in answer and "ok" not in answer:
+                if progress is not None and isinstance(answer["progress"], dict):
+                    progress(answer["progress"])
+                continue
+            return answer
+        chunk = client.recv(65536)
+        if not chunk:
+            raise ValueError("the node hung up before answering")
+        buffer += chunk

@@ -1,11 +1,14 @@
 """The file commands: ``send-file``, ``files``, ``download``, ``forward``.
 
-Sending encrypts the file into this node's blob store and posts its
-message, like ``room send``, on the database directly: the running node
-serves it to the members who fetch it.  Downloading asks the running node
-(through its control socket) to fetch the file from every peer that holds
-it, shows the progress, and then decrypts it to the path given; a download
-interrupted (Ctrl-C, a node restarted, a peer gone) resumes where it was.
+Like the room commands, each is carried out by the running node through
+its control socket, or on the home's database when no node runs
+(:mod:`p2ptchap.ui.backend`).  Sending encrypts the file into the blob
+store and posts its message; the node serves it to the members who fetch
+it.  Downloading asks the running node to fetch the file from every peer
+that holds it, shows the progress, and then has it decrypted to the path
+given; a download interrupted (Ctrl-C, a node restarted, a peer gone)
+resumes where it was.  Paths are sent to the node made absolute: it does
+not share the command's working folder.
 """
 
 from __future__ import annotations
@@ -20,11 +23,9 @@ from typing import Any, TextIO
 
 from p2ptchap.api.control import call
 from p2ptchap.core.errors import N_, LocalError
-from p2ptchap.files import FileEntry, Files, FileSettings, open_files
 from p2ptchap.i18n import Translator
-from p2ptchap.node import load_config
-from p2ptchap.rooms import open_rooms
 from p2ptchap.store.blobs import mib
+from p2ptchap.ui.backend import execute
 from p2ptchap.ui.context import Context, emit_json
 
 #: Seconds between two looks at a download's progress.
@@ -41,11 +42,6 @@ FILE_STATES = (
 
 class DownloadStopped(LocalError):
     default_message = N_("The download was cancelled; run the command again to resume it.")
-
-
-def _files(ctx: Context) -> Files:
-    rooms = open_rooms(ctx.home, ctx.passphrase(), time.time, ctx.rng)
-    return open_files(rooms, ctx.home, FileSettings.from_config(load_config(ctx.home, "files")))
 
 
 class ProgressLine:
@@ -89,119 +85,101 @@ class ProgressLine:
 
 
 def cmd_send_file(ctx: Context, args: argparse.Namespace) -> int:
-    files = _files(ctx)
-    room = files.rooms.find(args.room)
-    path = Path(args.path)
-    progress = ProgressLine(ctx.tr, N_("Encrypting"))
-    done, descriptor = files.send(
-        room,
-        path,
+    path = Path(args.path).expanduser().absolute()
+    result = execute(
+        ctx,
+        "file-send",
+        None if args.json else ProgressLine(ctx.tr, N_("Encrypting")),
+        room=args.room,
+        path=str(path),
         name=args.name,
-        body=(args.caption or "").encode(),
-        progress=progress if not args.json else (lambda _d, _t: None),
+        caption=args.caption,
     )
-    event = done.events[-1]
     if args.json:
-        emit_json(
-            ctx,
-            {
-                "room": room.hex(),
-                "id": event.hex(),
-                "root": descriptor.root.hex(),
-                "name": descriptor.name,
-                "size": descriptor.size,
-                "mime": descriptor.mime,
-            },
-        )
+        emit_json(ctx, {**result, "warnings": [ctx.tr(w) for w in result["warnings"]]})
         return 0
     ctx.say(
         N_("File sent (end-to-end encrypted): {name}, {size} MiB, {mime}; id {id}."),
-        name=descriptor.name,
-        size=mib(descriptor.size),
-        mime=descriptor.mime,
-        id=event.hex()[:12],
+        name=result["name"],
+        size=mib(result["size"]),
+        mime=result["mime"],
+        id=result["id"][:12],
     )
-    for warning in done.warnings:
-        ctx.say(warning)
+    for warning in result["warnings"]:
+        ctx.say("Warning: {warning}", warning=ctx.tr(warning))
     return 0
 
 
 def cmd_files(ctx: Context, args: argparse.Namespace) -> int:
-    files = _files(ctx)
-    room = files.rooms.find(args.room)
-    entries = files.entries(room)
+    entries = execute(ctx, "file-list", room=args.room)
     if args.json:
-        emit_json(ctx, [e.to_json() for e in entries])
+        emit_json(ctx, entries)
         return 0
     if not entries:
         ctx.say(N_("No files in this room."))
     for entry in entries:
-        facts = entry.to_json()
-        when = datetime.datetime.fromtimestamp(entry.ts / 1000).strftime("%d/%m %H:%M")
+        when = datetime.datetime.fromtimestamp(entry["ts"] / 1000).strftime("%d/%m %H:%M")
         ctx.say(
             N_("{id}  {when}  {sender}: {name} ({size} MiB, {mime}) — {state}"),
-            id=entry.id[:12],
+            id=entry["id"][:12],
             when=when,
-            sender=entry.sender_name,
-            name=facts["name"] or ctx.tr(N_("[name encrypted, key not arrived]")),
-            size=mib(entry.size),
-            mime=facts["mime"] or "?",
-            state=ctx.tr(str(facts["state"])),
+            sender=entry["sender_name"],
+            name=entry["name"] or ctx.tr(N_("[name encrypted, key not arrived]")),
+            size=mib(entry["size"]),
+            mime=entry["mime"] or "?",
+            state=ctx.tr(str(entry["state"])),
         )
     return 0
 
 
-def _wait_for(
-    ctx: Context, entry: FileEntry, fetch: Callable[..., Any], progress: ProgressLine
-) -> None:
+def _wait_for(entry: dict[str, Any], fetch: Callable[..., Any], progress: ProgressLine) -> None:
     """Ask the node for the file and follow its progress until it is complete."""
-    root = entry.root.hex()
-    report = fetch("file-download", root=root, size=entry.size)
+    root, size = entry["root"], entry["size"]
+    report = fetch("file-download", root=root, size=size)
     while report.get("state") != "complete":
         if report.get("state") in ("cancelled", "unknown"):
             raise DownloadStopped(root)
         rate = report.get("rate")
-        progress(int(report.get("held") or 0), entry.size, rate if isinstance(rate, float) else 0.0)
+        progress(int(report.get("held") or 0), size, rate if isinstance(rate, float) else 0.0)
         time.sleep(POLL)
         report = fetch("file-progress", root=root)
-    progress(entry.size, entry.size)
+    progress(size, size)
 
 
 def cmd_download(ctx: Context, args: argparse.Namespace) -> int:
-    files = _files(ctx)
-    room = files.rooms.find(args.room)
-    entry = files.find(room, args.file)
+    entry = execute(ctx, "file-find", room=args.room, file=args.file)
 
     def fetch(cmd: str, **arguments: Any) -> Any:
         return call(ctx.home.root, cmd, **arguments)
 
     if args.cancel:
-        fetch("file-cancel", root=entry.root.hex())
+        fetch("file-cancel", root=entry["root"])
         ctx.say(N_("Download cancelled; what was received is kept for a later resume."))
         return 0
-    info = files.blobs.info(entry.root)
-    if info is None or not info.complete:
-        _wait_for(ctx, entry, fetch, ProgressLine(ctx.tr, N_("Downloading")))
+    if not entry["complete"]:
+        _wait_for(entry, fetch, ProgressLine(ctx.tr, N_("Downloading")))
     if args.out is None:
         ctx.say(N_("File downloaded; give --out PATH to save it."))
         return 0
-    target = files.export(
-        entry, Path(args.out), ProgressLine(ctx.tr, N_("Decrypting")), replace=args.replace
+    saved = execute(
+        ctx,
+        "file-save",
+        ProgressLine(ctx.tr, N_("Decrypting")),
+        room=args.room,
+        file=entry["id"],
+        out=str(Path(args.out).expanduser().absolute()),
+        replace=args.replace,
     )
     if args.json:
-        emit_json(ctx, {**entry.to_json(), "path": str(target)})
+        emit_json(ctx, saved)
         return 0
-    ctx.say(N_("Saved to {path}."), path=target)
+    ctx.say(N_("Saved to {path}."), path=saved["path"])
     return 0
 
 
 def cmd_forward(ctx: Context, args: argparse.Namespace) -> int:
-    files = _files(ctx)
-    room = files.rooms.find(args.room)
-    entry = files.find(room, args.file)
-    target = files.rooms.find(args.to)
-    done = files.forward(entry, target)
-    ctx.say(N_("File forwarded (not uploaded again); id {id}."), id=done.events[-1].hex()[:12])
+    result = execute(ctx, "file-forward", room=args.room, file=args.file, to=args.to)
+    ctx.say(N_("File forwarded (not uploaded again); id {id}."), id=result["id"][:12])
     return 0
 
 

@@ -114,7 +114,10 @@ def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
                     await node.stop()
                     break
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    finally:
+        node.close()
     ctx.say("Node stopped.")
     return 0
 

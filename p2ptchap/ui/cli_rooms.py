@@ -1,9 +1,11 @@
 """The ``room`` and ``directory`` commands: rooms and directories from the command line.
 
-They act on this node's database directly (SQLite lets the running node and
-the CLI share it).  A person is named by e-mail address, by account key
-(hex), or by a search that must match exactly one entry ("Hélène Dupont").
-``room send`` and ``room read`` need the passphrase: messages are end-to-end
+Each command is one operation of :mod:`p2ptchap.api.operations`, carried out
+by the running node through its control socket, or by the command itself
+on the home's database when no node runs (:mod:`p2ptchap.ui.backend`).  A
+person is named by e-mail address, by account key (hex), or by a search
+that must match exactly one entry ("Hélène Dupont").  Without a node,
+commands that sign or decrypt need the passphrase: messages are end-to-end
 encrypted, and decrypted contents are sealed on disk.
 """
 
@@ -12,19 +14,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from p2ptchap.core.directory import RoomSummary
 from p2ptchap.core.errors import N_, UsageError
-from p2ptchap.core.files import Descriptor
-from p2ptchap.core.keys import AccountKey
 from p2ptchap.i18n import Translator
-from p2ptchap.rooms import Done, MemberInfo, Message, Role, RoomInfo, Rooms, open_rooms
+from p2ptchap.rooms import MemberInfo, Role
+from p2ptchap.ui.backend import execute
 from p2ptchap.ui.context import Context, emit_json
-
-T = TypeVar("T")
 
 # Words shown through ctx.tr: roles, memberships, yes/no.
 ROOM_WORDS = (
@@ -46,12 +43,8 @@ ROOM_WORDS = (
 )
 
 
-def _rooms(ctx: Context, *, write: bool) -> Rooms:
-    return open_rooms(ctx.home, ctx.passphrase() if write else None, time.time, ctx.rng)
-
-
 def member_line(tr: Callable[[str], str], m: MemberInfo) -> str:
-    """One member as listed by ``room show`` and the app's ``/members``."""
+    """One member as listed by the app's ``/members``."""
     return tr(N_("  {name} <{email}>{external} — {role}, {membership}")).format(
         name=m.name,
         email=m.email,
@@ -61,61 +54,67 @@ def member_line(tr: Callable[[str], str], m: MemberInfo) -> str:
     )
 
 
-def _person(rooms: Rooms, who: str) -> AccountKey | str:
-    return rooms.person(who)
+def _member_line(ctx: Context, m: dict[str, Any]) -> str:
+    """One member as ``room show`` lists it, from its JSON."""
+    return ctx.tr(N_("  {name} <{email}>{external} — {role}, {membership}")).format(
+        name=m["name"],
+        email=m["email"],
+        external=ctx.tr(" (external)") if m["external"] else "",
+        role=ctx.tr(m["role"]),
+        membership=ctx.tr(m["membership"]),
+    )
 
 
-def _account(rooms: Rooms, who: str) -> AccountKey:
-    return rooms.account_of(who)
+def _warnings(ctx: Context, result: dict[str, Any]) -> list[str]:
+    return [ctx.tr(w) for w in result.get("warnings", [])]
 
 
-def _done(ctx: Context, done: Done, template: str, **values: object) -> int:
+def _done(ctx: Context, result: dict[str, Any], template: str, **values: object) -> int:
+    """A change made: the JSON for scripts, else the sentence and its warnings."""
+    if ctx.json:
+        emit_json(ctx, {**result, "warnings": _warnings(ctx, result)})
+        return 0
     ctx.say(template, **values)
-    for warning in done.warnings:
-        ctx.say("Warning: {warning}", warning=ctx.tr(warning))
+    for warning in _warnings(ctx, result):
+        ctx.say("Warning: {warning}", warning=warning)
     return 0
 
 
+def _json(ctx: Context, args: argparse.Namespace) -> Context:
+    ctx.json = bool(getattr(args, "json", False))
+    return ctx
+
+
 def cmd_room_create(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=True)
-    done = rooms.create(
-        args.name, topic=args.topic or "", public=args.public, allow_externals=args.externals
+    result = execute(
+        _json(ctx, args),
+        "room-create",
+        name=args.name,
+        topic=args.topic,
+        public=args.public,
+        externals=args.externals,
     )
-    if args.json:
-        emit_json(ctx, {"room": done.room.hex(), "warnings": [ctx.tr(w) for w in done.warnings]})
-        return 0
     return _done(
-        ctx, done, N_("Room '{name}' created: {room}"), name=args.name, room=done.room.hex()
+        ctx, result, N_("Room '{name}' created: {room}"), name=args.name, room=result["room"]
     )
 
 
 def cmd_room_list(ctx: Context, args: argparse.Namespace) -> int:
-    def line(i: RoomInfo) -> dict[str, object]:
-        kind = "direct" if i.direct else "public" if i.public else "private"
+    def line(i: dict[str, Any]) -> dict[str, object]:
+        kind = "direct" if i["direct"] else "public" if i["public"] else "private"
         return {
-            "room": i.room.hex()[:12],
-            "name": i.name or "—",
+            "room": i["room"][:12],
+            "name": i["name"] or "—",
             "kind": ctx.tr(kind),
-            "members": i.members,
-            "membership": ctx.tr(i.membership.value) if i.membership else "—",
-            "role": ctx.tr(i.role.value),
+            "members": i["members"],
+            "membership": ctx.tr(i["membership"]) if i["membership"] else "—",
+            "role": ctx.tr(i["role"]),
         }
 
     return _listing(
         ctx,
         args.json,
-        _rooms(ctx, write=False).list_rooms(),
-        lambda i: {
-            "room": i.room.hex(),
-            "name": i.name,
-            "topic": i.topic,
-            "public": i.public,
-            "direct": i.direct,
-            "externals": i.allow_externals,
-            "members": i.members,
-            "membership": i.membership.value if i.membership else None,
-            "role": i.role.value,
-        },
+        execute(ctx, "room-list"),
         N_("No rooms yet: 'p2ptchap room create NAME' makes one."),
         N_("{room}  {name}  ({kind}, {members} member(s), {membership}, {role})"),
         line,
@@ -123,145 +122,102 @@ def cmd_room_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_room_show(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=False)
-    room = rooms.find(args.room)
-    info = rooms.info(room)
-    members = rooms.members(room, everyone=True)
+    info = execute(ctx, "room-show", room=args.room)
     if args.json:
-        emit_json(
-            ctx,
-            {
-                "room": room.hex(),
-                "name": info.name,
-                "topic": info.topic,
-                "public": info.public,
-                "direct": info.direct,
-                "externals": info.allow_externals,
-                "history": info.history,
-                "members": [
-                    {
-                        "account": bytes(m.account).hex(),
-                        "name": m.name,
-                        "email": m.email,
-                        "external": m.external,
-                        "membership": m.membership.value,
-                        "role": m.role.value,
-                    }
-                    for m in members
-                ],
-            },
-        )
+        emit_json(ctx, info)
         return 0
-    kind = "direct" if info.direct else "public" if info.public else "private"
-    ctx.say("{name} ({kind}) — {room}", name=info.name or "—", kind=ctx.tr(kind), room=room.hex())
-    if info.topic:
-        ctx.say("Topic: {topic}", topic=info.topic)
+    kind = "direct" if info["direct"] else "public" if info["public"] else "private"
+    ctx.say(
+        "{name} ({kind}) — {room}", name=info["name"] or "—", kind=ctx.tr(kind), room=info["room"]
+    )
+    if info["topic"]:
+        ctx.say("Topic: {topic}", topic=info["topic"])
     ctx.say(
         "Externals allowed: {allowed}; history for new members: {history}",
-        allowed=ctx.tr("yes" if info.allow_externals else "no"),
-        history=ctx.tr(info.history),
+        allowed=ctx.tr("yes" if info["externals"] else "no"),
+        history=ctx.tr(info["history"]),
     )
-    for m in members:
-        print(member_line(ctx.tr, m), file=ctx.out)
+    for m in info["members"]:
+        print(_member_line(ctx, m), file=ctx.out)
     return 0
 
 
 def cmd_room_invite(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=True)
-    room = rooms.find(args.room)
-    person = _person(rooms, args.who)
-    if isinstance(person, str):
-        done = rooms.invite_email(room, person)
-        return _done(ctx, done, "{email} is invited; they can join once enrolled.", email=person)
-    done = rooms.invite(room, person)
-    return _done(ctx, done, N_("Invitation sent."))
+    result = execute(_json(ctx, args), "room-invite", room=args.room, who=args.who)
+    if result["email"] is not None:
+        return _done(
+            ctx, result, "{email} is invited; they can join once enrolled.", email=result["email"]
+        )
+    return _done(ctx, result, N_("Invitation sent."))
 
 
 def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
     """join / leave: an action on oneself."""
 
     def handler(ctx: Context, args: argparse.Namespace) -> int:
-        rooms = _rooms(ctx, write=True)
-        room = rooms.find(args.room)
-        done = rooms.join(room) if action == "join" else rooms.leave(room)
+        result = execute(_json(ctx, args), f"room-{action}", room=args.room)
         message = N_("You joined the room.") if action == "join" else N_("You left the room.")
-        return _done(ctx, done, message)
+        return _done(ctx, result, message)
 
     return handler
+
+
+_ON_PERSON = {
+    "kick": N_("Removed from the room."),
+    "ban": N_("Banned from the room."),
+    "unban": N_("Ban lifted."),
+}
 
 
 def _on_person(action: str) -> Callable[[Context, argparse.Namespace], int]:
     """kick / ban / unban: an action on someone else."""
 
     def handler(ctx: Context, args: argparse.Namespace) -> int:
-        rooms = _rooms(ctx, write=True)
-        room = rooms.find(args.room)
-        account = _account(rooms, args.who)
-        reason = getattr(args, "reason", None) or ""
-        if action == "kick":
-            done, message = rooms.kick(room, account, reason), N_("Removed from the room.")
-        elif action == "ban":
-            done, message = rooms.ban(room, account, reason), N_("Banned from the room.")
-        else:
-            done, message = rooms.unban(room, account), N_("Ban lifted.")
-        return _done(ctx, done, message)
+        reason = {} if action == "unban" else {"reason": args.reason or ""}
+        result = execute(_json(ctx, args), f"room-{action}", room=args.room, who=args.who, **reason)
+        return _done(ctx, result, _ON_PERSON[action])
 
     return handler
 
 
 def cmd_room_set(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=True)
-    room = rooms.find(args.room)
-    changes: list[Done] = []
-    if args.name is not None:
-        changes.append(rooms.set_name(room, args.name))
-    if args.topic is not None:
-        changes.append(rooms.set_topic(room, args.topic))
-    if args.access is not None:
-        changes.append(rooms.set_public(room, args.access == "public"))
-    if args.externals is not None:
-        changes.append(rooms.set_externals(room, args.externals == "yes"))
-    if args.history is not None:
-        changes.append(rooms.set_history(room, args.history == "shared"))
-    if not changes:
-        raise UsageError(
-            "nothing to set",
-            user_message=N_(
-                "Say what to change: --name, --topic, --access, --externals or --history."
-            ),
-        )
-    ctx.say("Room updated ({count} change(s)).", count=len(changes))
-    for done in changes:
-        for warning in done.warnings:
-            ctx.say("Warning: {warning}", warning=ctx.tr(warning))
-    return 0
+    changes: dict[str, Any] = {
+        "name": args.name,
+        "topic": args.topic,
+        "access": args.access,
+        "externals": None if args.externals is None else args.externals == "yes",
+        "history": args.history,
+    }
+    result = execute(
+        _json(ctx, args),
+        "room-set",
+        room=args.room,
+        **{k: v for k, v in changes.items() if v is not None},
+    )
+    return _done(ctx, result, "Room updated ({count} change(s)).", count=result["changes"])
 
 
 def cmd_room_role(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=True)
-    room = rooms.find(args.room)
-    done = rooms.set_role(room, _account(rooms, args.who), Role(args.role))
-    return _done(ctx, done, N_("Role set: {role}."), role=ctx.tr(args.role))
+    result = execute(_json(ctx, args), "room-role", room=args.room, who=args.who, role=args.role)
+    return _done(ctx, result, N_("Role set: {role}."), role=ctx.tr(args.role))
 
 
 def cmd_room_dm(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=True)
-    done = rooms.direct(_account(rooms, args.who))
-    return _done(ctx, done, N_("Direct conversation: {room}"), room=done.room.hex())
+    result = execute(_json(ctx, args), "room-dm", who=args.who)
+    return _done(ctx, result, N_("Direct conversation: {room}"), room=result["room"])
 
 
 def _listing(
     ctx: Context,
     as_json: bool,
-    items: Sequence[T],
-    to_json: Callable[[T], dict[str, Any]],
+    items: list[dict[str, Any]],
     empty: str,
     template: str,
-    to_line: Callable[[T], dict[str, object]],
+    to_line: Callable[[dict[str, Any]], dict[str, object]],
 ) -> int:
     """A list as JSON for scripts, or one translated line per item (``empty`` if none)."""
     if as_json:
-        emit_json(ctx, [to_json(item) for item in items])
+        emit_json(ctx, items)
         return 0
     if not items:
         ctx.say(empty)
@@ -271,16 +227,11 @@ def _listing(
 
 
 def cmd_room_send(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=True)
-    room = rooms.find(args.room)
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
         raise UsageError("empty message", user_message=N_("The message is empty."))
-    done = rooms.send(room, text.encode())
-    if args.json:
-        emit_json(ctx, {"room": room.hex(), "event": done.events[-1].hex()})
-        return 0
-    return _done(ctx, done, N_("Message sent (end-to-end encrypted)."))
+    result = execute(_json(ctx, args), "room-send", room=args.room, text=text)
+    return _done(ctx, result, N_("Message sent (end-to-end encrypted)."))
 
 
 _WAITING = {
@@ -290,123 +241,57 @@ _WAITING = {
 }
 
 
-def _file_json(descriptor: Descriptor) -> dict[str, object]:
-    """A file card, as ``files --json`` gives it (``download`` takes its root)."""
-    return {
-        "root": descriptor.root.hex(),
-        "name": descriptor.name,
-        "size": descriptor.size,
-        "mime": descriptor.mime,
-    }
-
-
 def cmd_room_read(ctx: Context, args: argparse.Namespace) -> int:
-    rooms = _rooms(ctx, write=True)
-    room = rooms.find(args.room)
-    found = rooms.messages(room, limit=args.limit)
-    names = {bytes(m.account): m.name for m in rooms.members(room, everyone=True)}
-
-    owners = {
-        device.device_key: names.get(bytes(account), "?")
-        for account in (m.account for m in rooms.members(room))
-        for device in rooms.directory.devices_of(account)
-    }
-    me = rooms.me.account.account_key
-
-    def text(body: bytes | None, waiting: str | None) -> str:
-        if body is not None:
-            return body.decode("utf-8", errors="replace")
-        return ctx.tr(_WAITING.get(waiting or "", _WAITING["no-key"]))
-
-    def delivery(m: Message) -> dict[str, object]:
-        found = rooms.delivery(room, m.id)
-        missing = {owners.get(d, "?") for d in found.expected if d not in found.received}
-        return {
-            "expected": len(found.expected),
-            "received": len(found.received),
-            "read": len(found.read),
-            "waiting_for": sorted(missing),
-        }
-
+    found = execute(ctx, "room-read", room=args.room, limit=args.limit)
     if args.json:
-        emit_json(
-            ctx,
-            [
-                {
-                    "id": m.id.hex(),
-                    "sender": bytes(m.sender).hex(),
-                    "name": m.name,
-                    "ts": m.ts,
-                    "text": m.body.decode("utf-8", errors="replace") if m.body else None,
-                    "waiting": m.waiting,
-                    "reply_to": m.reply_to.hex() if m.reply_to else None,
-                    "edited": m.edited,
-                    "reactions": {key: len(who) for key, who in m.reactions},
-                    "file": _file_json(m.file) if m.file else None,
-                    "delivery": delivery(m),
-                    "exposed_to": [bytes(a).hex() for a in m.exposed_to],
-                }
-                for m in found
-            ],
-        )
+        emit_json(ctx, found)
         return 0
     if not found:
         ctx.say(N_("No messages yet."))
     for m in found:
-        when = datetime.datetime.fromtimestamp(m.ts / 1000).strftime("%d/%m %H:%M")
-        ctx.say("{when}  {name}: {text}", when=when, name=m.name, text=text(m.body, m.waiting))
-        if m.sender == me:
-            counts = delivery(m)
+        when = datetime.datetime.fromtimestamp(m["ts"] / 1000).strftime("%d/%m %H:%M")
+        text = m["text"]
+        if text is None:
+            text = ctx.tr(_WAITING.get(m["waiting"] or "", _WAITING["no-key"]))
+        ctx.say("{when}  {name}: {text}", when=when, name=m["name"], text=text)
+        if m["mine"]:
             ctx.say(
                 N_("  ✓ received by {received}/{expected}"),
-                received=counts["received"],
-                expected=counts["expected"],
+                received=m["delivery"]["received"],
+                expected=m["delivery"]["expected"],
             )
-        if m.exposed_to:
+        if m["exposed_names"]:
             ctx.say(
                 N_("  ⚠ may have been readable by removed member(s): {names}"),
-                names=", ".join(names.get(bytes(a), bytes(a).hex()[:12]) for a in m.exposed_to),
+                names=", ".join(m["exposed_names"]),
             )
     return 0
 
 
 def cmd_directory_search(ctx: Context, args: argparse.Namespace) -> int:
-    found = _rooms(ctx, write=False).search_people(args.query)
     return _listing(
         ctx,
         args.json,
-        found,
-        lambda e: {
-            "account": bytes(e.account).hex(),
-            "name": e.name,
-            "email": e.email,
-            "external": e.is_external,
-        },
+        execute(ctx, "directory-search", query=args.query),
         N_("Nobody found."),
         N_("{name} <{email}>{external}"),
         lambda e: {
-            "name": e.name,
-            "email": e.email,
-            "external": ctx.tr(" (external)") if e.is_external else "",
+            "name": e["name"],
+            "email": e["email"],
+            "external": ctx.tr(" (external)") if e["external"] else "",
         },
     )
 
 
 def cmd_directory_rooms(ctx: Context, args: argparse.Namespace) -> int:
-    found = _rooms(ctx, write=False).public_rooms(args.query or "")
     return _listing(
         ctx,
         args.json,
-        found,
-        _summary,
+        execute(ctx, "directory-rooms", query=args.query or ""),
         N_("No public room found."),
         N_("{room}  {name} — {topic} ({members} member(s))"),
-        lambda s: {**_summary(s), "room": s.room.hex()[:12]},
+        lambda s: {**s, "room": s["room"][:12]},
     )
-
-
-def _summary(s: RoomSummary) -> dict[str, Any]:
-    return {"room": s.room.hex(), "name": s.name, "topic": s.topic, "members": s.members}
 
 
 def _add_message_commands(actions: Any, command: Callable[..., Any], tr: Translator) -> None:

@@ -27,6 +27,8 @@ class Context:
     now: int
     rng: Callable[[int], bytes]
     json: bool = False
+    #: Whether this command said already that no node runs (said once).
+    offline_said: bool = False
 
     def say(self, template: str, **values: object) -> None:
         """Print a translated line to standard output."""

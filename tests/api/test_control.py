@@ -11,12 +11,36 @@ from typing import Any
 import pytest
 import trio
 
-from p2ptchap.api.control import ControlServer, NodeAlreadyRunning, NodeNotRunning, call
+from p2ptchap.api.control import (
+    ControlError,
+    ControlServer,
+    NodeAlreadyRunning,
+    NodeNotRunning,
+    NodeUnresponsive,
+    Report,
+    call,
+)
+from p2ptchap.core.errors import N_, StorageError, UsageError
+from p2ptchap.i18n import Translator
 
 
-async def answer_peers(request: dict[str, Any]) -> list[str]:
+async def answer_peers(request: dict[str, Any], _report: Report) -> list[str]:
     await trio.lowlevel.checkpoint()
     return ["alice"]
+
+
+async def count_to(request: dict[str, Any], report: Report) -> int:
+    """Reports each step; refuses a bad ``to``; has a bug at 13."""
+    to = request.get("to")
+    if not isinstance(to, int) or to < 0:
+        raise UsageError("bad to", user_message=N_("The argument '{name}' is missing."), name="to")
+    if to == 13:
+        raise ZeroDivisionError("a bug")
+    if to == 99:
+        raise StorageError("disk full", user_message=N_("The disk is full: {path}."), path="/x")
+    for done in range(1, to + 1):
+        await report({"done": done, "total": to})
+    return to
 
 
 async def ask(path: Path, payload: bytes) -> bytes:
@@ -59,6 +83,51 @@ async def test_commands_errors_and_hostile_clients(tmp_path: Path) -> None:
             await ControlServer(tmp_path).run()
         nursery.cancel_scope.cancel()
     assert not server.path.exists()
+
+
+async def test_errors_travel_as_templates_and_progress_as_lines(tmp_path: Path) -> None:
+    """What a client needs: the node's refusal in its own language, and progress."""
+    server = ControlServer(tmp_path)
+    server.register("count", count_to)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        seen: list[dict[str, Any]] = []
+        got = await trio.to_thread.run_sync(
+            lambda: call(tmp_path, "count", progress=seen.append, to=3)
+        )
+        assert got == 3
+        assert seen == [{"done": d, "total": 3} for d in (1, 2, 3)]
+        # Without asking for progress, no progress lines: the answer only.
+        raw = await ask(server.path, b'{"cmd": "count", "to": 2}\n')
+        assert json.loads(raw) == {"ok": True, "result": 2}
+        # A refusal: the English sentence for bots, the template and values for
+        # a client to translate; a usage error stays one (exit code 2 in the CLI).
+        with pytest.raises(UsageError) as usage:
+            await trio.to_thread.run_sync(lambda: call(tmp_path, "count", to="x"))
+        assert usage.value.render() == "The argument 'to' is missing."
+        assert usage.value.render(Translator("fr")) == "L'argument « to » manque."
+        with pytest.raises(ControlError) as local:
+            await trio.to_thread.run_sync(lambda: call(tmp_path, "count", to=99))
+        assert local.value.render() == "The disk is full: /x."
+        # A bug in a command is one sentence for the client; the node goes on.
+        line = json.loads(await ask(server.path, b'{"cmd": "count", "to": 13}\n'))
+        assert line["ok"] is False and line["kind"] == "internal"
+        assert "internal error" in line["message"]
+        assert await trio.to_thread.run_sync(lambda: call(tmp_path, "count", to=1)) == 1
+        unknown = json.loads(await ask(server.path, b'{"cmd": "nope"}\n'))
+        assert unknown["values"] == {"command": "nope"} and unknown["kind"] == "usage"
+        nursery.cancel_scope.cancel()
+
+
+def test_a_node_that_takes_the_request_but_never_answers(tmp_path: Path) -> None:
+    """Not 'no node': the request may have been carried out, never redo it blindly."""
+    with socket.socket(socket.AF_UNIX) as mute:
+        mute.bind(str(tmp_path / "control.sock"))
+        mute.listen(1)
+        with pytest.raises(NodeUnresponsive) as info:
+            call(tmp_path, "room-send", timeout=0.3, room="r", text="x")
+        assert not isinstance(info.value, NodeNotRunning)
+        assert str(tmp_path) in info.value.render()
 
 
 def test_call_without_a_node(tmp_path: Path) -> None:

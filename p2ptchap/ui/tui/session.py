@@ -7,7 +7,7 @@ reads snapshots and calls :meth:`ChatSession.submit`; the session is tested
 without a terminal.
 
 Nothing here blocks: database and disk work runs on the
-:class:`~p2ptchap.ui.tui.dbthread.DatabaseThread`, the node is reached
+:class:`~p2ptchap.store.dbthread.DatabaseThread`, the node is reached
 through its control socket in a worker thread.
 """
 
@@ -36,8 +36,8 @@ from p2ptchap.core.keys import AccountKey
 from p2ptchap.files import FileEntry, Files, FileSettings, open_files
 from p2ptchap.i18n import Translator
 from p2ptchap.rooms import Done, Message, RoomInfo, Rooms, open_rooms
+from p2ptchap.store.dbthread import DatabaseThread
 from p2ptchap.store.home import Home
-from p2ptchap.ui.tui.dbthread import DatabaseThread
 
 log = logging.getLogger("p2ptchap.tui")
 

@@ -1,8 +1,9 @@
-"""One thread owns the app's database connection; trio awaits its answers.
+"""One thread owns a database connection; trio awaits its answers.
 
 SQLite connections belong to the thread that opened them, and a read of a
 large room, a file import or an FTS index build can take a while: the
-terminal app must keep drawing meanwhile.  Every call that touches the
+terminal app must keep drawing meanwhile, and a node must keep serving its
+peers while it runs a client's operation (:mod:`p2ptchap.api.worker`).  Every call that touches the
 database or the disk goes through :meth:`DatabaseThread.run`, which queues
 it on a single worker thread (calls run one at a time, in order) and
 suspends the calling trio task until it is done.
@@ -43,6 +44,8 @@ class DatabaseThread:
         await done.wait()
         return future.result()
 
-    def close(self) -> None:
-        """Let queued calls finish, then stop the thread."""
+    def close(self, last: Callable[[], object] | None = None) -> None:
+        """Let queued calls finish (then ``last``, on the thread), and stop the thread."""
+        if last is not None:
+            self._executor.submit(last)
         self._executor.shutdown(wait=True)
