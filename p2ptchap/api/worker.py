@@ -43,6 +43,10 @@ class OperationsWorker:
         """On the thread."""
         if self._workspace is None:
             self._workspace = self._open()
+        else:
+            # The node meets people meanwhile (on its own connection): an
+            # invitation must find them, a message must give them the keys.
+            self._workspace.rooms.directory.refresh()
         return operations.run(self._workspace, name, arguments, progress)
 
     async def run(self, name: str, arguments: dict[str, Any], report: Report) -> Any:

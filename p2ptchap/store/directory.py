@@ -92,6 +92,46 @@ class DirectoryStore:
         for (raw,) in db.query("SELECT certificate FROM devices"):
             device = identity.parse_device_certificate(_bytes(raw))
             self._keep_device(device)
+        self._stored = self._signature()
+
+    def _signature(self) -> tuple[object, ...]:
+        """Cheap, and changing when another connection stores a certificate."""
+        rows = self.db.query(
+            "SELECT (SELECT count(*) FROM people), (SELECT total(expires) FROM people),"
+            " (SELECT count(*) FROM devices)"
+        )
+        return tuple(rows[0]) if rows else ()
+
+    def refresh(self) -> int:
+        """Take in the certificates another connection stored since; how many.
+
+        A long-lived reader (the node's operations worker, the terminal app)
+        calls it before acting, so that a colleague the node met meanwhile
+        can be found and is given the room keys.  It costs three counts when
+        nothing changed; otherwise only the new or renewed certificates are
+        read again.
+        """
+        signature = self._signature()
+        if signature == self._stored:
+            return 0
+        self._stored = signature
+        added = 0
+        for account, raw in self.db.query("SELECT account, certificate FROM people"):
+            key = AccountKey(_bytes(account))
+            known = self._accounts.get(key)
+            if known is not None and known.raw == raw:
+                continue
+            try:
+                self._remember(identity.read_account_certificate(_bytes(raw), self.trust))
+            except VerificationError:
+                continue
+            added += self._accounts.get(key) is not known
+        for device, raw in self.db.query("SELECT device, certificate FROM devices"):
+            if DeviceKey(_bytes(device)) in self._devices:
+                continue
+            self._keep_device(identity.parse_device_certificate(_bytes(raw)))
+            added += 1
+        return added
 
     # --- people ----------------------------------------------------------------
 

@@ -157,7 +157,7 @@ class Bot:
 
 
 def test_a_bot_speaks_the_documented_protocol(nodes: Nodes, cell: Path) -> None:
-    nodes.up("alice")
+    port = nodes.up("alice")
     bot = Bot(cell / "alice")
     _, made = bot.ask({"cmd": "room-create", "name": "Robot", "topic": "alertes"})
     assert made["ok"] is True and made["result"]["warnings"] == []
@@ -189,4 +189,14 @@ def test_a_bot_speaks_the_documented_protocol(nodes: Nodes, cell: Path) -> None:
     # Still serving after all that, on the same connection.
     _, listed = bot.ask({"cmd": "room-list"})
     assert any(r["room"] == room for r in listed["result"])
+    # Someone the node meets after the operations began can be found and
+    # invited (the worker's directory takes in what the node learnt).
+    _, before = bot.ask({"cmd": "directory-search", "query": "claire"})
+    assert before["result"] == []  # Alice's node never met Claire's before
+    nodes.up("claire", port)
+    nodes.wait_for(lambda: len(nodes.peers("alice")) == 1)
+    _, after = bot.ask({"cmd": "directory-search", "query": "claire"})
+    assert [p["email"] for p in after["result"]] == ["claire@x.gouv.fr"]
+    _, invited = bot.ask({"cmd": "room-invite", "room": room, "who": "claire@x.gouv.fr"})
+    assert invited["ok"] is True and invited["result"]["account"] == after["result"][0]["account"]
     bot.socket.close()

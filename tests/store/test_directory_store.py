@@ -153,3 +153,30 @@ def test_summaries_from_the_future_and_withdrawals_that_say_nothing(
         make_summary(alice.device_secret, key, state(room, alice, False), NOW * 1000)
     )
     assert (withdrawal.name, withdrawal.topic, withdrawal.members) == ("", "", 0)
+
+
+def test_a_long_lived_reader_takes_in_what_another_connection_stored(
+    tmp_path: Path, org: Org
+) -> None:
+    """The node's operations worker and the app keep a directory open for hours."""
+    node = store(tmp_path, org)
+    worker = store(tmp_path, org)  # a second connection to the same file
+    assert worker.refresh() == 0  # nothing new: three counts, nothing read
+    helene = org.member("helene.dupont@interieur.gouv.fr", "Hélène Dupont")
+    known(node, helene)
+    account = helene.account.account_key
+    assert worker.search("helene") == [] and worker.devices_of(account) == []
+    assert worker.refresh() == 2  # her account and her device
+    assert [e.name for e in worker.search("helene")] == ["Hélène Dupont"]
+    assert len(worker.devices_of(account)) == 1  # so a message gives her the key
+    assert worker.refresh() == 0
+    # Her second device, met later, comes too.
+    _, tablet = helene.add_device("tablette", make_rng(9))
+    node.add_device(tablet)
+    assert worker.refresh() == 1 and len(worker.devices_of(account)) == 2
+    # A renewed certificate replaces the old one.
+    renewed = org.issue(helene.request, now=NOW + 60)
+    node.add_account(renewed)
+    assert worker.refresh() == 1
+    assert worker.account(account) is not None
+    assert worker.account(account).issued_at == NOW + 60  # type: ignore[union-attr]

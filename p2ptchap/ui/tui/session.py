@@ -262,6 +262,9 @@ class ChatSession:
             await trio.sleep(PEERS_POLL)
 
     async def refresh_node(self) -> None:
+        if self.rooms is not None:
+            # People the node met since the app opened: to find, and to encrypt for.
+            await self.db.run(self.rooms.directory.refresh)
         try:
             peers = await trio.to_thread.run_sync(self._node_call, self.home.root, "peers")
             status = await trio.to_thread.run_sync(self._node_call, self.home.root, "status")
