@@ -334,8 +334,8 @@ class _Demo:
     ) -> list[tuple[str, int, str]]:
         """Run ``commands`` at once, as many at a time as there are processors.
 
-        Each command derives a key from the passphrase (argon2id, 256 MiB):
-        more at a time than processors is slower, not faster.
+        A command with no node up derives a key from the passphrase (argon2id,
+        256 MiB): more at a time than processors is slower, not faster.
         """
         width = max(1, os.cpu_count() or 1)
         done: list[tuple[str, int, str]] = []
@@ -836,8 +836,8 @@ class _Demo:
 
     def delivery_counts(self) -> None:
         self.say(
-            "  (no p2ptchap command shows these counts yet: the demo reads them, "
-            "read-only, from Alice's node database)"
+            "  (the counts come from 'room read --json', through Alice's running node: "
+            "each member device's signed receipt)"
         )
         received, expected = self.delivered(N_("Alice's first message"), self.first_message, 3)
         self.delivered(N_("Alice's file"), self.file_event, 3)
