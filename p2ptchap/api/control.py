@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,8 @@ class NodeUnresponsive(LocalError):
     """A node took the request but did not answer it in time (or hung up)."""
 
     default_message = N_(
-        "The node running in {home} did not answer in time; it may be busy. "
-        "Check with 'p2ptchap status' before trying again."
+        "The node running in {home} did not answer in time; it may be busy and may "
+        "still carry the command out: look (room read, files) before trying again."
     )
 
 
@@ -98,9 +99,11 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left behind by a node that was killed
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Created 0600 (not made so after binding: no moment when others
+        # could connect), inside the home folder; peers are checked too.
+        previous = os.umask(0o177)
         try:
             await sock.bind(str(self.path))
-            # The home folder is 0700 already; the socket is made 0600 too.
             os.chmod(self.path, 0o600)
         except OSError as exc:
             sock.close()
@@ -110,7 +113,9 @@ class ControlServer:
                 else N_("The control socket {path} could not be created.")
             )
             raise StorageError(str(exc), user_message=message, path=self.path) from exc
-        sock.listen(16)
+        finally:
+            os.umask(previous)
+        sock.listen(64)
         listener = trio.SocketListener(sock)
         try:
             task_status.started()
@@ -121,12 +126,17 @@ class ControlServer:
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
         # A client that hangs up early (Ctrl-C on 'p2ptchap peers') is normal;
-        # it must never take the node down.
+        # it must never take the node down, and neither may anything else.
         try:
             async with stream:
+                if not _same_user(stream):
+                    log.warning(N_("control socket: a process of another user was turned away"))
+                    return
                 await self._converse(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("control client went away: %s", exc)
+        except Exception:  # a bug: said in the log, this client dropped, the node goes on
+            log.exception("control socket: a client's conversation failed")
 
     async def _converse(self, stream: trio.SocketStream) -> None:
         buffer = b""
@@ -137,6 +147,9 @@ class ControlServer:
             buffer += data
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
+                if len(line) > MAX_REQUEST:
+                    await stream.send_all(_error_line("request too large"))
+                    return
                 await stream.send_all(await self._answer(line, stream))
             if len(buffer) > MAX_REQUEST:
                 await stream.send_all(_error_line("request too large"))
@@ -164,7 +177,7 @@ class ControlServer:
         try:
             result = await handler(request, report)
         except P2PTchapError as exc:
-            return _error_line(exc.render(), exc.user_message, exc.params, _kind(exc))
+            return _error_line(_sentence(exc), exc.user_message, exc.params, _kind(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise  # the client went away while we reported progress
         except Exception:  # a bug in a command: said in the log, never fatal to the node
@@ -178,6 +191,23 @@ class ControlServer:
         return _line({"ok": True, "result": result})
 
 
+def _same_user(stream: trio.SocketStream) -> bool:
+    """Whether the client runs as the node's user (``SO_PEERCRED``; root too)."""
+    try:
+        raw = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    except (OSError, AttributeError):  # not Linux: the 0600 socket alone keeps others out
+        return True
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return uid in (os.getuid(), 0)
+
+
+def _sentence(error: P2PTchapError) -> str:
+    try:
+        return error.render()
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return error.user_message
+
+
 def _kind(error: P2PTchapError) -> str:
     if isinstance(error, UsageError):
         return "usage"
@@ -185,7 +215,9 @@ def _kind(error: P2PTchapError) -> str:
 
 
 def _line(value: object) -> bytes:
-    return (json.dumps(value, ensure_ascii=False) + "\n").encode()
+    # ASCII-only JSON: a lone surrogate (legal in JSON text, not in UTF-8)
+    # travels as its escape instead of failing to encode.
+    return (json.dumps(value, ensure_ascii=True) + "\n").encode()
 
 
 def _plain(value: object) -> object:
@@ -248,8 +280,10 @@ def call(
         client.settimeout(timeout)
         try:
             client.connect(str(path))
-        except OSError as exc:
-            raise NodeNotRunning(str(exc), home=home) from exc
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NodeNotRunning(str(exc), home=home) from exc  # nothing listens
+        except OSError as exc:  # a node is there but cannot take us now (backlog full)
+            raise NodeUnresponsive(str(exc), home=home) from exc
         try:
             client.sendall(_line(request))
             answer = _read_answer(client, progress)
@@ -264,9 +298,21 @@ def call(
     values = answer.get("values")
     if not isinstance(template, str) or not isinstance(values, dict):
         template, values = N_("{error}"), {"error": error}
+    values = {k: v for k, v in values.items() if k not in ("detail", "user_message")}
+    if not _renders(template, values):  # a node of another version, or a broken one
+        template, values = N_("{error}"), {"error": error}
     if answer.get("kind") == "usage":
         raise UsageError(error, user_message=template, **values)
     raise ControlError(error, user_message=template, **values)
+
+
+def _renders(template: str, values: dict[str, Any]) -> bool:
+    """Whether the node's template fills in with its values (else its sentence is shown)."""
+    try:
+        template.format(**values)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return False
+    return True
 
 
 def _read_answer(

@@ -32,8 +32,8 @@ from p2ptchap.rooms import Done, MemberInfo, Message, Role, RoomInfo, Rooms
 #: ``progress(done, total)``: bytes encrypted or decrypted so far.
 Progress = Callable[[int, int], None]
 
-#: At most this many messages per ``room-read``.
-MAX_READ = 10_000
+#: At most this many messages per ``room-read`` (an answer stays a few MiB).
+MAX_READ = 1000
 
 
 @dataclasses.dataclass
@@ -61,6 +61,10 @@ class Arguments:
             raise self.bad(name, N_("The argument '{name}' must be a non-empty text."))
         if "\x00" in value:
             raise self.bad(name, N_("The argument '{name}' must not hold a NUL character."))
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: a file name that is not UTF-8
+            raise self.bad(name, N_("The argument '{name}' is not valid text (UTF-8).")) from None
         return value
 
     def need(self, name: str) -> str:

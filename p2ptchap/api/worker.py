@@ -47,6 +47,7 @@ class OperationsWorker:
             # The node meets people meanwhile (on its own connection): an
             # invitation must find them, a message must give them the keys.
             self._workspace.rooms.directory.refresh()
+            self._workspace.files.blobs.forget_cached()  # the node may have collected some
         return operations.run(self._workspace, name, arguments, progress)
 
     async def run(self, name: str, arguments: dict[str, Any], report: Report) -> Any:
@@ -97,8 +98,8 @@ class OperationsWorker:
         return result
 
     def close(self) -> None:
-        """Let a running operation finish, then close the connection (after the node stops)."""
-        self._thread.close(last=self._close_workspace)
+        """After the node stops: drop the queued operations, let the running one end, close."""
+        self._thread.close(last=self._close_workspace, drop_queued=True)
 
     def _close_workspace(self) -> None:
         """On the thread (a connection is closed where it was opened)."""

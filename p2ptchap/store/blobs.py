@@ -23,6 +23,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -121,6 +122,10 @@ class BlobStore:
 
     def path(self, root: bytes) -> Path:
         return self.folder / root.hex()
+
+    def forget_cached(self) -> None:
+        """Drop the cached records (another connection may have collected blobs)."""
+        self._complete.clear()
 
     # --- records ------------------------------------------------------------------------
 
@@ -330,15 +335,21 @@ class BlobStore:
         Streams: memory use does not depend on the file's size.
         """
         try:
-            handle: BinaryIO = source.open("rb")
+            # Non-blocking open: a FIFO or a device named by mistake (or by a
+            # hostile client of the node's socket) must not block forever.
+            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as exc:
             raise _os_error("read", source, exc) from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise StorageError(
+                f"{source} is not a file", user_message=N_("{path} is not a file."), path=source
+            )
+        os.set_blocking(fd, True)
+        handle: BinaryIO = os.fdopen(fd, "rb")
         with handle:
-            size = os.fstat(handle.fileno()).st_size
-            if not source.is_file():
-                raise StorageError(
-                    f"{source} is not a file", user_message=N_("{path} is not a file."), path=source
-                )
+            size = info.st_size
             if size > limit:
                 raise FileTooLarge(f"{size} > {limit}", size=mib(size), limit=mib(limit))
             self.check_space(sealed_size(size))

@@ -38,6 +38,10 @@ async def count_to(request: dict[str, Any], report: Report) -> int:
         raise ZeroDivisionError("a bug")
     if to == 99:
         raise StorageError("disk full", user_message=N_("The disk is full: {path}."), path="/x")
+    if to == 98:  # a template whose value is missing: must not break anyone
+        raise StorageError("broken", user_message=N_("The disk is full: {path}."))
+    if isinstance(request.get("echo"), str):
+        return request["echo"]
     for done in range(1, to + 1):
         await report({"done": done, "total": to})
     return to
@@ -116,6 +120,21 @@ async def test_errors_travel_as_templates_and_progress_as_lines(tmp_path: Path) 
         assert await trio.to_thread.run_sync(lambda: call(tmp_path, "count", to=1)) == 1
         unknown = json.loads(await ask(server.path, b'{"cmd": "nope"}\n'))
         assert unknown["values"] == {"command": "nope"} and unknown["kind"] == "usage"
+        # A broken template: the client still gets one sentence, no exception.
+        with pytest.raises(ControlError) as broken:
+            await trio.to_thread.run_sync(lambda: call(tmp_path, "count", to=98))
+        assert broken.value.render() == "The disk is full: {path}."
+        # Lone surrogates (legal JSON, not UTF-8), echoed back: escaped, not fatal.
+        odd = json.loads(await ask(server.path, b'{"cmd": "\\ud800"}\n'))
+        assert odd["ok"] is False and odd["values"] == {"command": "\ud800"}
+        echoed = json.loads(
+            await ask(server.path, b'{"cmd": "count", "to": 1, "echo": "\\udcff"}\n')
+        )
+        assert echoed == {"ok": True, "result": "\udcff"}
+        # One line over 64 KiB, even with its newline in the same read: refused.
+        huge = json.loads(await ask(server.path, b'{"cmd": "' + b"x" * 70_000 + b'"}\n'))
+        assert huge["ok"] is False and "too large" in huge["error"]
+        assert await trio.to_thread.run_sync(lambda: call(tmp_path, "count", to=2)) == 2
         nursery.cancel_scope.cancel()
 
 

@@ -22,9 +22,28 @@ class _Db:
         self.closed_on = threading.current_thread().name
 
 
+class _Directory:
+    def __init__(self) -> None:
+        self.refreshed = 0
+
+    def refresh(self) -> int:
+        self.refreshed += 1
+        return 0
+
+
+class _Blobs:
+    def forget_cached(self) -> None:
+        return None
+
+
+class _Files:
+    blobs = _Blobs()
+
+
 class _Rooms:
     def __init__(self) -> None:
         self.db = _Db()
+        self.directory = _Directory()
 
 
 def counting(_w: Workspace, a: Arguments, progress: Progress) -> dict[str, Any]:
@@ -42,7 +61,7 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> OperationsWorker:
     opened: list[Workspace] = []
 
     def open_workspace() -> Workspace:
-        workspace = Workspace(_Rooms(), None)  # type: ignore[arg-type]
+        workspace = Workspace(_Rooms(), _Files())  # type: ignore[arg-type]
         opened.append(workspace)
         return workspace
 
@@ -70,6 +89,8 @@ async def test_operations_run_on_the_worker_thread_with_their_progress(
     # The workspace is opened once, on first use, and reused.
     await worker.run("count", {"to": 1}, report)
     assert len(worker.opened) == 1  # type: ignore[attr-defined]
+    # Before each later operation, what the node learnt meanwhile is taken in.
+    assert worker.opened[0].rooms.directory.refreshed == 1  # type: ignore[attr-defined]
     worker.close()
     rooms = worker.opened[0].rooms  # type: ignore[attr-defined]
     assert rooms.db.closed_on == result["thread"]  # closed where it was opened

@@ -183,7 +183,14 @@ def test_a_bot_speaks_the_documented_protocol(nodes: Nodes, cell: Path) -> None:
     _, nowhere = bot.ask({"cmd": "room-send", "room": "nulle-part", "text": "x"})
     assert nowhere["ok"] is False and nowhere["kind"] == "local"
     _, wrong = bot.ask({"cmd": "room-read", "room": room, "limit": "beaucoup"})
-    assert wrong["ok"] is False and "from 1 to 10000" in wrong["error"]
+    assert wrong["ok"] is False and "from 1 to 1000" in wrong["error"]
+    # A FIFO (or a device) named as the file: refused at once, never waited on.
+    fifo = cell / "tube"
+    os.mkfifo(fifo)
+    _, piped = bot.ask({"cmd": "file-send", "room": room, "path": str(fifo)})
+    assert piped["ok"] is False and piped["message"] == "{path} is not a file."
+    _, odd = bot.ask({"cmd": "room-send", "room": room, "text": "caf\udce9"})
+    assert odd["ok"] is False and odd["values"] == {"name": "text"}
     _, typo = bot.ask({"cmd": "room-sned"})
     assert typo["ok"] is False and typo["values"] == {"command": "room-sned"}
     # Still serving after all that, on the same connection.
