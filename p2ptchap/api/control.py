@@ -1,7 +1,8 @@
 """The local control socket: how the CLI, the terminal app and bots talk to a running node.
 
-A Unix socket ``HOME/control.sock``, mode 0600 inside the 0700 home folder,
-so only the node's owner can use it.  The protocol is JSON lines: one
+A Unix socket ``HOME/control.sock``, created 0600 in the home folder, and
+clients of another user turned away (``SO_PEERCRED``): only the node's owner
+can use it.  The protocol is JSON lines: one
 request object per line, ``{"cmd": NAME, ...arguments}``, answered by one
 line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": SENTENCE,
 "message": TEMPLATE, "values": {...}, "kind": "usage"|"local"|"remote"|"internal"}``

@@ -5,7 +5,8 @@ running node runs them for the CLI, for the terminal's scripts and for bots
 (:mod:`p2ptchap.node` registers every one on the control socket under its
 name), and the CLI runs the very same functions on the home's database when
 no node is running.  One body of logic, two ways to reach it: what a command
-does cannot depend on whether a node was up.
+does is the same whether a node was up or not (only the transport's limits
+differ: a request line of at most 64 KiB, paths that are valid UTF-8).
 
 Arguments are checked here, each refusal a :class:`UsageError` with one
 sentence; the rooms API then applies the room's rules (a refusal there is a

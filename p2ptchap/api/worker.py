@@ -4,8 +4,9 @@ One thread (:class:`~p2ptchap.store.dbthread.DatabaseThread`) owns a
 database connection of its own and the rooms and files opened on it, with
 the node's unlocked device keys.  Operations run there one at a time, in
 the order they came; the node's trio loop only awaits them, so a client
-reading a 100 000-message room or sending a large file never delays the
-network.  What an operation writes reaches the node's replication through
+reading a long room or sending a large file does not hold the network loop
+(though while an operation holds the database's write lock, the node's own
+writes wait for it: SQLite has one writer).  What an operation writes reaches the node's replication through
 the database's arrivals journal, exactly as what another process writes.
 
 A long operation reports its progress from the thread; the reports are
