@@ -189,7 +189,22 @@ class ControlServer:
                 {},
                 "internal",
             )
-        return _line({"ok": True, "result": result})
+        return _success(result)
+
+
+class Encoded:
+    """A command's result already encoded as ASCII JSON (a large one, encoded on a worker)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, value: object) -> None:
+        self.data = json.dumps(value, ensure_ascii=True).encode()
+
+
+def _success(result: object) -> bytes:
+    if isinstance(result, Encoded):  # encoded already, off the network loop
+        return b'{"ok": true, "result": ' + result.data + b"}\n"
+    return _line({"ok": True, "result": result})
 
 
 def _same_user(stream: trio.SocketStream) -> bool:

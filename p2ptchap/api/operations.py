@@ -33,8 +33,9 @@ from p2ptchap.rooms import Done, MemberInfo, Message, Role, RoomInfo, Rooms
 #: ``progress(done, total)``: bytes encrypted or decrypted so far.
 Progress = Callable[[int, int], None]
 
-#: At most this many messages per ``room-read`` (an answer stays a few MiB).
-MAX_READ = 1000
+#: At most this many messages per ``room-read`` (a whole room's history, for
+#: an archive or a check; the node encodes the answer on its worker thread).
+MAX_READ = 100_000
 
 
 @dataclasses.dataclass

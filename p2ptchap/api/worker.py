@@ -6,8 +6,9 @@ the node's unlocked device keys.  Operations run there one at a time, in
 the order they came; the node's trio loop only awaits them, so a client
 reading a long room or sending a large file does not hold the network loop
 (though while an operation holds the database's write lock, the node's own
-writes wait for it: SQLite has one writer).  What an operation writes reaches the node's replication through
-the database's arrivals journal, exactly as what another process writes.
+writes wait for it: SQLite has one writer).  What an operation writes
+reaches the node's replication through the database's arrivals journal,
+exactly as what another process writes.
 
 A long operation reports its progress from the thread; the reports are
 handed to the trio loop (at most five a second, and the last one always)
@@ -25,7 +26,7 @@ from typing import Any
 import trio
 
 from p2ptchap.api import operations
-from p2ptchap.api.control import Report
+from p2ptchap.api.control import Encoded, Report
 from p2ptchap.store.dbthread import DatabaseThread
 
 #: Seconds between two progress reports of one operation.
@@ -40,7 +41,7 @@ class OperationsWorker:
         self._workspace: operations.Workspace | None = None
         self._thread = DatabaseThread()
 
-    def _run(self, name: str, arguments: dict[str, Any], progress: operations.Progress) -> Any:
+    def _run(self, name: str, arguments: dict[str, Any], progress: operations.Progress) -> Encoded:
         """On the thread."""
         if self._workspace is None:
             self._workspace = self._open()
@@ -49,7 +50,8 @@ class OperationsWorker:
             # invitation must find them, a message must give them the keys.
             self._workspace.rooms.directory.refresh()
             self._workspace.files.blobs.forget_cached()  # the node may have collected some
-        return operations.run(self._workspace, name, arguments, progress)
+        # Encoded here: a long room's history is megabytes of JSON.
+        return Encoded(operations.run(self._workspace, name, arguments, progress))
 
     async def run(self, name: str, arguments: dict[str, Any], report: Report) -> Any:
         """Run operation ``name``; its progress goes to ``report``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -79,7 +80,7 @@ async def test_operations_run_on_the_worker_thread_with_their_progress(
         await trio.lowlevel.checkpoint()
         reports.append(progress)
 
-    result = await worker.run("count", {"to": 5000}, report)
+    result = json.loads((await worker.run("count", {"to": 5000}, report)).data)
     assert result["to"] == 5000
     assert result["thread"] != threading.current_thread().name
     # Throttled (not 5000 lines), in order, and the last one always comes.
@@ -113,6 +114,6 @@ async def test_a_client_gone_mid_way_does_not_stop_the_operation(
         await trio.lowlevel.checkpoint()
         raise trio.BrokenResourceError
 
-    result = await worker.run("count", {"to": 3000}, gone)
+    result = json.loads((await worker.run("count", {"to": 3000}, gone)).data)
     assert result["to"] == 3000
     worker.close()
