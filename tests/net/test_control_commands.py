@@ -12,14 +12,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.net.cell import cli_env, make_cell
+from tests.net.cell import make_cell
 from tests.net.test_node_processes import Nodes, cli
+from tests.ui.process import run_p2ptchap
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +29,7 @@ def cell(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def bare(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """The CLI without any passphrase (and no terminal to ask one on)."""
-    env = {k: v for k, v in cli_env().items() if k != "P2PTCHAP_PASSPHRASE"}
-    return subprocess.run(
-        [sys.executable, "-m", "p2ptchap", *args],
-        cwd=root,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_p2ptchap(root, *args, passphrase=None, timeout=60, stdin=stdin)
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:

@@ -15,11 +15,13 @@ def run_p2ptchap(
     lang: str = "en",
     timeout: float = 120,
     env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m p2ptchap ARGS`` in ``cwd`` with a clean environment.
 
     No inherited ``P2PTCHAP_*`` or locale variables; ``lang`` chosen; the
-    passphrase in ``$P2PTCHAP_PASSPHRASE`` unless ``None``; ``env`` added; no terminal.
+    passphrase in ``$P2PTCHAP_PASSPHRASE`` unless ``None``; ``env`` added; no terminal
+    (``stdin``, if given, is what the command reads).
     """
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("P2PTCHAP_", "LC_", "LANG"))}
     clean["P2PTCHAP_LANG"] = lang
@@ -32,7 +34,7 @@ def run_p2ptchap(
         env=clean,
         capture_output=True,
         text=True,
-        stdin=subprocess.DEVNULL,
+        **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
         timeout=timeout,
         check=False,
     )
