@@ -186,11 +186,18 @@ def room_list(w: Workspace, a: Arguments, _p: Progress) -> list[dict[str, Any]]:
 def room_show(w: Workspace, a: Arguments, _p: Progress) -> dict[str, Any]:
     room = w.rooms.find(a.need("room"))
     info = w.rooms.info(room)
+    # The room as every member sees it (not this device's own membership and
+    # role, which room-list gives): the same answer on every node in sync.
     return {
-        **room_json(info),
+        "room": room.hex(),
+        "name": info.name,
+        "topic": info.topic,
+        "public": info.public,
+        "direct": info.direct,
+        "externals": info.allow_externals,
         "history": info.history,
-        "members": [member_json(m) for m in w.rooms.members(room, everyone=True)],
         "count": info.members,
+        "members": [member_json(m) for m in w.rooms.members(room, everyone=True)],
     }
 
 
