@@ -410,10 +410,41 @@ def report(
         json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A script's own argument, overriding one field of its parameters.
+
+    ``flag`` is ``--name`` (an option) or ``name`` (positional numbers, any
+    count, kept as a tuple).
+    """
+
+    flag: str
+    field: str
+    type: Callable[[str], Any] = int
+    help: str | None = None
+
+
 def run_alone(
-    collect: Callable[[Any, Progress], Section], params: Any, args: argparse.Namespace
+    doc: str | None,
+    collect: Callable[[Any, Progress], Section],
+    short: Any,
+    full: Any,
+    *options: Option,
 ) -> None:
-    """A script's ``main``: collect its section with ``params`` and report it."""
+    """A script's ``main``: parse its arguments, collect its section, report it."""
+    parsed = parser(doc)
+    for option in options:
+        if option.flag.startswith("--"):
+            parsed.add_argument(option.flag, dest=option.field, type=option.type, help=option.help)
+        else:
+            parsed.add_argument(option.flag, nargs="*", type=option.type, help=option.help)
+    args = parsed.parse_args()
+    params = short if args.short else full
+    for option in options:
+        value = getattr(args, option.field if option.flag.startswith("--") else option.flag)
+        if value is not None and value != []:
+            value = tuple(value) if isinstance(value, list) else value
+            params = dataclasses.replace(params, **{option.field: value})
     start = time.perf_counter()
     section = collect(params, Progress())
     section.seconds = time.perf_counter() - start

@@ -269,16 +269,14 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    parser = common.parser(__doc__)
-    parser.add_argument("--nodes", type=int)
-    parser.add_argument("--messages", type=int, help="written by each node")
-    args = parser.parse_args()
-    params = SHORT if args.short else FULL
-    if args.nodes:
-        params = dataclasses.replace(params, nodes=args.nodes)
-    if args.messages:
-        params = dataclasses.replace(params, messages=args.messages)
-    common.run_alone(collect, params, args)
+    common.run_alone(
+        __doc__,
+        collect,
+        SHORT,
+        FULL,
+        common.Option("--nodes", "nodes"),
+        common.Option("--messages", "messages", help="written by each node"),
+    )
 
 
 if __name__ == "__main__":

@@ -349,13 +349,13 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    parser = common.parser(__doc__)
-    parser.add_argument("--entries", type=int, help="people in the directory")
-    args = parser.parse_args()
-    params = SHORT if args.short else FULL
-    if args.entries:
-        params = dataclasses.replace(params, entries=args.entries)
-    common.run_alone(collect, params, args)
+    common.run_alone(
+        __doc__,
+        collect,
+        SHORT,
+        FULL,
+        common.Option("--entries", "entries", help="people in the directory"),
+    )
 
 
 if __name__ == "__main__":

@@ -753,16 +753,14 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    parser = common.parser(__doc__)
-    parser.add_argument("--members", type=int, help="members of the big room")
-    parser.add_argument("--seed", type=int)
-    args = parser.parse_args()
-    params = SHORT if args.short else FULL
-    if args.members:
-        params = dataclasses.replace(params, members=args.members)
-    if args.seed is not None:
-        params = dataclasses.replace(params, seed=args.seed)
-    common.run_alone(collect, params, args)
+    common.run_alone(
+        __doc__,
+        collect,
+        SHORT,
+        FULL,
+        common.Option("--members", "members", help="members of the big room"),
+        common.Option("--seed", "seed"),
+    )
 
 
 if __name__ == "__main__":

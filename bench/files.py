@@ -176,13 +176,13 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    parser = common.parser(__doc__)
-    parser.add_argument("--size-mib", type=int, help="size of the file sent")
-    args = parser.parse_args()
-    params = SHORT if args.short else FULL
-    if args.size_mib:
-        params = dataclasses.replace(params, size_mib=args.size_mib)
-    common.run_alone(collect, params, args)
+    common.run_alone(
+        __doc__,
+        collect,
+        SHORT,
+        FULL,
+        common.Option("--size-mib", "size_mib", help="size of the file sent"),
+    )
 
 
 if __name__ == "__main__":

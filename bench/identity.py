@@ -141,13 +141,13 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    parser = common.parser(__doc__)
-    parser.add_argument("--seconds", type=float, help="per rate measured")
-    args = parser.parse_args()
-    params = SHORT if args.short else FULL
-    if args.seconds:
-        params = dataclasses.replace(params, seconds=args.seconds)
-    common.run_alone(collect, params, args)
+    common.run_alone(
+        __doc__,
+        collect,
+        SHORT,
+        FULL,
+        common.Option("--seconds", "seconds", type=float, help="per rate measured"),
+    )
 
 
 if __name__ == "__main__":

@@ -231,8 +231,7 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    args = common.parser(__doc__).parse_args()
-    common.run_alone(collect, SHORT if args.short else FULL, args)
+    common.run_alone(__doc__, collect, SHORT, FULL)
 
 
 if __name__ == "__main__":

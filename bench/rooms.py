@@ -245,13 +245,9 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    parser = common.parser(__doc__)
-    parser.add_argument("sizes", nargs="*", type=int, help="messages per room")
-    args = parser.parse_args()
-    params = SHORT if args.short else FULL
-    if args.sizes:
-        params = dataclasses.replace(params, sizes=tuple(args.sizes))
-    common.run_alone(collect, params, args)
+    common.run_alone(
+        __doc__, collect, SHORT, FULL, common.Option("sizes", "sizes", help="messages per room")
+    )
 
 
 if __name__ == "__main__":

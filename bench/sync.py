@@ -700,13 +700,13 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
 
 
 def main() -> None:
-    parser = common.parser(__doc__)
-    parser.add_argument("--seed", type=int, help="which events B misses; when messages are written")
-    args = parser.parse_args()
-    params = SHORT if args.short else FULL
-    if args.seed is not None:
-        params = dataclasses.replace(params, seed=args.seed)
-    common.run_alone(collect, params, args)
+    common.run_alone(
+        __doc__,
+        collect,
+        SHORT,
+        FULL,
+        common.Option("--seed", "seed", help="which events B misses; when messages are written"),
+    )
 
 
 if __name__ == "__main__":
