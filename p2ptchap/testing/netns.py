@@ -39,6 +39,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -250,6 +251,14 @@ class Host:
             [sys.executable, "-c", _PING_PROGRAM, address, str(timeout)], timeout=timeout + 10
         )
         return done.returncode == 0
+
+    def reaches(self, address: str, within: float) -> bool:
+        """Ping until one echo is answered, for at most ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.ping(address, timeout=0.5):
+                return True
+        return False
 
     def partition(self) -> None:
         """Cut this host off the LAN: its bridge port goes down (a pulled cable)."""

@@ -6,40 +6,30 @@ and ``join`` restores the whole.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from p2ptchap.testing.netns import Host, lan, nft_available
+from p2ptchap.testing.netns import lan, nft_available
 
 pytestmark = pytest.mark.skipif(nft_available() is not None, reason=str(nft_available()))
-
-
-def reachable_within(source: Host, address: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if source.ping(address, timeout=0.5):
-            return True
-    return False
 
 
 def test_a_split_lan_is_two_lans_until_joined() -> None:
     with lan(5) as net:
         a, b, c, d, e = net.hosts
-        assert reachable_within(a, d.address, 5)
+        assert a.reaches(d.address, 5)
         net.split([a, b], [c, d])
-        assert reachable_within(a, b.address, 5), "each side keeps its own LAN"
-        assert reachable_within(c, d.address, 5)
+        assert a.reaches(b.address, 5), "each side keeps its own LAN"
+        assert c.reaches(d.address, 5)
         for source, target in ((a, c), (b, d), (d, a)):
             assert not source.ping(target.address, timeout=0.5), (source.name, target.name)
-        assert reachable_within(e, a.address, 5) and reachable_within(e, c.address, 5), (
+        assert e.reaches(a.address, 5) and e.reaches(c.address, 5), (
             "a host in no group reaches both sides"
         )
         net.split([a], [b, c, d])  # replaces the first split
-        assert reachable_within(c, d.address, 5) and reachable_within(b, c.address, 5)
+        assert c.reaches(d.address, 5) and b.reaches(c.address, 5)
         assert not b.ping(a.address, timeout=0.5)
         net.join()
-        assert reachable_within(a, c.address, 5) and reachable_within(b, a.address, 5)
+        assert a.reaches(c.address, 5) and b.reaches(a.address, 5)
         net.join()  # harmless when whole
 
 

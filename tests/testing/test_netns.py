@@ -7,12 +7,11 @@ Tests that build a LAN need root and skip otherwise, with the reason
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
 from p2ptchap.testing import netns
-from p2ptchap.testing.netns import Host, NetnsError, lan, netns_available, nft_available
+from p2ptchap.testing.netns import NetnsError, lan, netns_available, nft_available
 
 needs_netns = pytest.mark.skipif(netns_available() is not None, reason=str(netns_available()))
 needs_nft = pytest.mark.skipif(nft_available() is not None, reason=str(nft_available()))
@@ -21,15 +20,6 @@ needs_nft = pytest.mark.skipif(nft_available() is not None, reason=str(nft_avail
 def namespaces() -> set[str]:
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     return {line.split()[0] for line in listing.stdout.splitlines() if line.strip()}
-
-
-def reachable_within(source: Host, address: str, seconds: float) -> bool:
-    """Ping until one echo is answered, for at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if source.ping(address, timeout=0.5):
-            return True
-    return False
 
 
 # --- without root ------------------------------------------------------------
@@ -69,7 +59,7 @@ def test_hosts_reach_each_other() -> None:
         for source in net.hosts:
             for target in net.hosts:
                 if source is not target:
-                    assert reachable_within(source, target.address, 5), (source, target)
+                    assert source.reaches(target.address, 5), (source, target)
         # And ping does fail for an address that nobody on the LAN holds.
         assert not net.hosts[0].ping(net.subnet.removesuffix("0/24") + "254", timeout=0.5)
 
@@ -78,14 +68,14 @@ def test_hosts_reach_each_other() -> None:
 def test_partition_cuts_one_host_off_and_heal_restores_it() -> None:
     with lan(3) as net:
         a, b, c = net.hosts
-        assert reachable_within(a, c.address, 5)
+        assert a.reaches(c.address, 5)
         c.partition()
         assert not a.ping(c.address, timeout=1)
         assert not c.ping(b.address, timeout=1)
-        assert reachable_within(a, b.address, 5), "the rest of the LAN must still work"
+        assert a.reaches(b.address, 5), "the rest of the LAN must still work"
         c.heal()
-        assert reachable_within(a, c.address, 5)
-        assert reachable_within(c, b.address, 5)
+        assert a.reaches(c.address, 5)
+        assert c.reaches(b.address, 5)
 
 
 @needs_netns
@@ -120,16 +110,16 @@ def test_clean_stale_removes_only_leftovers_of_dead_runs() -> None:
 def test_drop_loses_packets_and_clear_drop_restores() -> None:
     with lan(2) as net:
         a, b = net.hosts
-        assert reachable_within(a, b.address, 5)
+        assert a.reaches(b.address, 5)
         b.drop(100)
         assert not a.ping(b.address, timeout=0.5)
         b.drop(1)  # replaces the rate: almost every echo now gets through
-        assert reachable_within(a, b.address, 5)
+        assert a.reaches(b.address, 5)
         # 99 % each way: an echo and its reply both survive once in 10,000.
         b.drop(99)
         assert not a.ping(b.address, timeout=0.5)
         b.clear_drop()
-        assert reachable_within(a, b.address, 5)
+        assert a.reaches(b.address, 5)
         b.clear_drop()  # harmless when no loss is set
         with pytest.raises(ValueError, match="percent"):
             b.drop(101)
