@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable, Sequence
 
 from p2ptchap.core.events import Event, EventType, make_event
 from p2ptchap.core.identity import Kind
@@ -194,6 +195,37 @@ class Cell:
         return resolve(events, self.room, self.directory, self.people)
 
 
+#: A random move: ``(author, author's replica, someone else)``.
+Move = Callable[[Author, list[Event], Author], object]
+
+
+def diverge(
+    people: list[Author],
+    common: list[Event],
+    chooser: random.Random,
+    steps: int,
+    moves: Sequence[tuple[float, Move]],
+) -> list[Event]:
+    """``steps`` random moves by ``people``, each on their own replica of ``common``.
+
+    ``moves`` pairs an upper bound of a uniform roll with a move; a roll above
+    every bound makes the author's replica and another's exchange what they
+    have.  Every event made, on any replica, is returned once.
+    """
+    views = {p.name: list(common) for p in people}
+    for _ in range(steps):
+        author, other = chooser.choice(people), chooser.choice(people)
+        view = views[author.name]
+        roll = chooser.random()
+        move = next((m for bound, m in moves if roll < bound), None)
+        if move is not None:
+            move(author, view, other)
+        else:  # two replicas exchange what they have
+            merged = {e.id: e for e in view + views[other.name]}
+            views[author.name] = views[other.name] = list(merged.values())
+    return list({e.id: e for v in views.values() for e in v}.values())
+
+
 def scenario(seed: int) -> tuple[Cell, list[Event]]:
     """Random operations by four people on diverging replicas (removals included)."""
     cell = Cell(seed)
@@ -205,24 +237,22 @@ def scenario(seed: int) -> tuple[Cell, list[Event]]:
     cell.emit(people[0], common, T.EXTERNALS, {"allow": True}, "")
     for p in people[1:]:
         cell.member(people[0], common, p, "invite")
-    views = {p.name: list(common) for p in people}
-    for _ in range(30):
-        author = chooser.choice(people)
-        view = views[author.name]
-        other = chooser.choice(people)
-        roll = chooser.random()
-        if roll < 0.35:
-            cell.emit(author, view, T.MESSAGE, {"body": b"m"})
-        elif roll < 0.5:
-            cell.member(author, view, author, "join")
-        elif roll < 0.6:
-            cell.member(author, view, other, chooser.choice(["leave", "ban", "invite"]))
-        elif roll < 0.65:
-            cell.emit(author, view, T.EXTERNALS, {"allow": chooser.random() < 0.5}, "")
-        elif roll < 0.72:
-            cell.emit(author, view, T.NAME, {"name": chooser.choice("xyz")}, "")
-        else:  # two replicas exchange what they have
-            merged = {e.id: e for e in view + views[other.name]}
-            views[author.name] = views[other.name] = list(merged.values())
-    events = list({e.id: e for v in views.values() for e in v}.values())
-    return cell, events
+    moves: list[tuple[float, Move]] = [
+        (0.35, lambda a, view, _o: cell.emit(a, view, T.MESSAGE, {"body": b"m"})),
+        (0.5, lambda a, view, _o: cell.member(a, view, a, "join")),
+        (
+            0.6,
+            lambda a, view, o: cell.member(a, view, o, chooser.choice(["leave", "ban", "invite"])),
+        ),
+        (
+            0.65,
+            lambda a, view, _o: cell.emit(
+                a, view, T.EXTERNALS, {"allow": chooser.random() < 0.5}, ""
+            ),
+        ),
+        (
+            0.72,
+            lambda a, view, _o: cell.emit(a, view, T.NAME, {"name": chooser.choice("xyz")}, ""),
+        ),
+    ]
+    return cell, diverge(people, common, chooser, 30, moves)

@@ -33,7 +33,7 @@ from p2ptchap.core.keys import AccountSecret, DeviceSecret
 from p2ptchap.core.live_room import LiveRoom
 from p2ptchap.core.room import Person, Resolution, encode_state
 from tests.fuzz.support import fuzz
-from tests.room_cell import Author, Cell, encrypted_shape
+from tests.room_cell import Author, Cell, Move, diverge, encrypted_shape
 
 T = EventType
 ABSURD_TIMES = (0, 1, 2**31, 2**53, 2**63 - 1)
@@ -48,26 +48,25 @@ def honest_history(seed: int) -> tuple[Cell, list[Event], dict[str, Author]]:
     cell.emit(people[0], common, T.NAME, {"name": "cellule"}, "")
     for person in people[1:]:
         cell.member(people[0], common, person, "invite")
-    views = {p.name: list(common) for p in people}
-    for _ in range(18):
-        author, other = chooser.choice(people), chooser.choice(people)
-        view = views[author.name]
-        roll = chooser.random()
-        if roll < 0.3:
-            cell.emit(author, view, T.MESSAGE, {"body": b"m"})
-        elif roll < 0.5:
-            cell.member(author, view, author, "join")
-        elif roll < 0.6:
-            cell.member(author, view, other, chooser.choice(["leave", "ban", "invite"]))
-        elif roll < 0.7:
-            cell.emit(author, view, T.NAME, {"name": chooser.choice("xyz")}, "")
-        elif roll < 0.75:
-            users = {bytes(author.key): 100, bytes(other.key): 50}
-            cell.emit(author, view, T.POWER, {"users": users, **_LEVELS}, "")
-        else:
-            merged = {e.id: e for e in view + views[other.name]}
-            views[author.name] = views[other.name] = list(merged.values())
-    events = list({e.id: e for v in views.values() for e in v}.values())
+
+    def power(author: Author, view: list[Event], other: Author) -> None:
+        users = {bytes(author.key): 100, bytes(other.key): 50}
+        cell.emit(author, view, T.POWER, {"users": users, **_LEVELS}, "")
+
+    moves: list[tuple[float, Move]] = [
+        (0.3, lambda a, view, _o: cell.emit(a, view, T.MESSAGE, {"body": b"m"})),
+        (0.5, lambda a, view, _o: cell.member(a, view, a, "join")),
+        (
+            0.6,
+            lambda a, view, o: cell.member(a, view, o, chooser.choice(["leave", "ban", "invite"])),
+        ),
+        (
+            0.7,
+            lambda a, view, _o: cell.emit(a, view, T.NAME, {"name": chooser.choice("xyz")}, ""),
+        ),
+        (0.75, power),
+    ]
+    events = diverge(people, common, chooser, 18, moves)
     mallory = cell.person("mallory")  # enrolled, never invited
     outsider = Author(
         "outsider",
