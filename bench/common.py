@@ -429,9 +429,9 @@ def run_alone(
     collect: Callable[[Any, Progress], Section],
     short: Any,
     full: Any,
-    *options: Option,
+    options: tuple[Option, ...] = (),
 ) -> None:
-    """A script's ``main``: parse its arguments, collect its section, report it."""
+    """A script run alone: parse its arguments, collect its section, report it."""
     parsed = parser(doc)
     for option in options:
         if option.flag.startswith("--"):

@@ -268,16 +268,12 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(
-        __doc__,
-        collect,
-        SHORT,
-        FULL,
-        common.Option("--nodes", "nodes"),
-        common.Option("--messages", "messages", help="written by each node"),
-    )
+#: This script's own arguments, besides --short and --json.
+OPTIONS = (
+    common.Option("--nodes", "nodes"),
+    common.Option("--messages", "messages", help="written by each node"),
+)
 
 
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL, OPTIONS)

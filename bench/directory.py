@@ -348,15 +348,9 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(
-        __doc__,
-        collect,
-        SHORT,
-        FULL,
-        common.Option("--entries", "entries", help="people in the directory"),
-    )
+#: This script's own arguments, besides --short and --json.
+OPTIONS = (common.Option("--entries", "entries", help="people in the directory"),)
 
 
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL, OPTIONS)

@@ -752,16 +752,12 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(
-        __doc__,
-        collect,
-        SHORT,
-        FULL,
-        common.Option("--members", "members", help="members of the big room"),
-        common.Option("--seed", "seed"),
-    )
+#: This script's own arguments, besides --short and --json.
+OPTIONS = (
+    common.Option("--members", "members", help="members of the big room"),
+    common.Option("--seed", "seed"),
+)
 
 
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL, OPTIONS)

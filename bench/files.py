@@ -175,15 +175,9 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(
-        __doc__,
-        collect,
-        SHORT,
-        FULL,
-        common.Option("--size-mib", "size_mib", help="size of the file sent"),
-    )
+#: This script's own arguments, besides --short and --json.
+OPTIONS = (common.Option("--size-mib", "size_mib", help="size of the file sent"),)
 
 
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL, OPTIONS)

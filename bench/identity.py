@@ -140,15 +140,9 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(
-        __doc__,
-        collect,
-        SHORT,
-        FULL,
-        common.Option("--seconds", "seconds", type=float, help="per rate measured"),
-    )
+#: This script's own arguments, besides --short and --json.
+OPTIONS = (common.Option("--seconds", "seconds", type=float, help="per rate measured"),)
 
 
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL, OPTIONS)

@@ -215,9 +215,5 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(__doc__, collect, SHORT, FULL)
-
-
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL)

@@ -244,11 +244,9 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(
-        __doc__, collect, SHORT, FULL, common.Option("sizes", "sizes", help="messages per room")
-    )
+#: This script's own arguments, besides --short and --json.
+OPTIONS = (common.Option("sizes", "sizes", help="messages per room"),)
 
 
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL, OPTIONS)

@@ -699,15 +699,11 @@ def collect(params: Params, progress: common.Progress) -> common.Section:
     return section
 
 
-def main() -> None:
-    common.run_alone(
-        __doc__,
-        collect,
-        SHORT,
-        FULL,
-        common.Option("--seed", "seed", help="which events B misses; when messages are written"),
-    )
+#: This script's own arguments, besides --short and --json.
+OPTIONS = (
+    common.Option("--seed", "seed", help="which events B misses; when messages are written"),
+)
 
 
 if __name__ == "__main__":
-    main()
+    common.run_alone(__doc__, collect, SHORT, FULL, OPTIONS)

@@ -109,6 +109,25 @@ def _parse_cose(data: bytes) -> cose.Sign1:
     return cose.parse(data, cose.peek_content_type(data))
 
 
+def _signed_cose(
+    name: str,
+    parse: Callable[[bytes], object],
+    content_type: str,
+    secret: Callable[[World], SigningSecretKey],
+    encode: Callable[[object], bytes] | None = None,
+) -> Format:
+    """A COSE_Sign1 format: mutated bodies are signed again by ``secret``."""
+    return Format(
+        name,
+        parse,
+        (VerificationError,),
+        encode or _raw,
+        _cose_body,
+        _cose_signer(content_type, secret),
+        signed=True,
+    )
+
+
 def _encode_cose(value: object) -> bytes:
     assert isinstance(value, cose.Sign1)
     return codec.encode(
@@ -231,59 +250,39 @@ def _reencode_value(method: str) -> Callable[[object], bytes]:
 FORMATS: Final = (
     Format("cbor", lambda data: codec.decode(data, _ANY_TAG), (DecodeError,), codec.encode),  # type: ignore[arg-type]
     Format("cose", _parse_cose, (DecodeError,), _encode_cose),
-    Format(
+    _signed_cose(
         "trust-file",
         parse_trust_file,
-        (VerificationError,),
-        _encode_authority,
-        _cose_body,
-        _cose_signer(TRUST_CONTENT_TYPE, lambda w: w.org.secret),
-        signed=True,
+        TRUST_CONTENT_TYPE,
+        lambda w: w.org.secret,
+        encode=_encode_authority,
     ),
-    Format(
-        "request",
-        identity.parse_request,
-        (VerificationError,),
-        _raw,
-        _cose_body,
-        _cose_signer(identity.REQUEST_CONTENT_TYPE, lambda w: w.alice.secret),
-        signed=True,
+    _signed_cose(
+        "request", identity.parse_request, identity.REQUEST_CONTENT_TYPE, lambda w: w.alice.secret
     ),
-    Format(
+    _signed_cose(
         "account-certificate",
         lambda data: identity.read_account_certificate(data, world().org.trust),
-        (VerificationError,),
-        _raw,
-        _cose_body,
-        _cose_signer(identity.ACCOUNT_CONTENT_TYPE, lambda w: w.org.secret),
-        signed=True,
+        identity.ACCOUNT_CONTENT_TYPE,
+        lambda w: w.org.secret,
     ),
-    Format(
+    _signed_cose(
         "device-certificate",
         identity.parse_device_certificate,
-        (VerificationError,),
-        _raw,
-        _cose_body,
-        _cose_signer(identity.DEVICE_CONTENT_TYPE, lambda w: w.alice.secret),
-        signed=True,
+        identity.DEVICE_CONTENT_TYPE,
+        lambda w: w.alice.secret,
     ),
-    Format(
+    _signed_cose(
         "revocation-authority",
         lambda data: revocation.parse_revocation(data, world().org.trust),
-        (VerificationError,),
-        _raw,
-        _cose_body,
-        _cose_signer(revocation.REVOCATION_CONTENT_TYPE, lambda w: w.org.secret),
-        signed=True,
+        revocation.REVOCATION_CONTENT_TYPE,
+        lambda w: w.org.secret,
     ),
-    Format(
+    _signed_cose(
         "revocation-device",
         lambda data: revocation.parse_revocation(data, world().org.trust),
-        (VerificationError,),
-        _raw,
-        _cose_body,
-        _cose_signer(revocation.REVOCATION_CONTENT_TYPE, lambda w: w.alice.secret),
-        signed=True,
+        revocation.REVOCATION_CONTENT_TYPE,
+        lambda w: w.alice.secret,
     ),
     Format(
         "event",
